@@ -1,0 +1,32 @@
+# smalldiffusion, the book — one entry point for setting up, testing, building and benchmarking.
+#   make book    create .venv, install everything, execute every chapter, render the site into docs/
+#   make test    create .venv, install everything, run every chapter's tests and the project checks
+#   make bench   create .venv, install everything, run the benchmark suite (side by side with its peers)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+# torch is pinned so pip never resolves another multi-GB build while installing the extras.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup test book bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: settings.ini setup.py tools/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -c tools/constraints.txt -e ".[all]"
+	touch $@
+
+test: setup
+	$(PY) tools/run_tests.py
+
+book: setup
+	$(PY) tools/build_book.py
+
+bench: setup
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf _build _proc .bench

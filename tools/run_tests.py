@@ -1,0 +1,121 @@
+"""The book's test command: every chapter's tests plus the project checks, ending in `N passed, M failed`.
+
+    python tools/run_tests.py [--flags "gpu slow"] [--only 03_models.ipynb ...] [--budget SECONDS]
+
+Checks: the package equals what `nbdev_export` writes; notebooks are clean (`nbdev_clean` leaves no diff);
+README.md is what nbs/index.ipynb gives; `from smalldiffusion import *` works in a fresh interpreter and
+gives API.md's names without importing the optional extras; the site builds (rendered into a temporary
+folder, docs/ untouched). Then every chapter runs under `nbdev_test` in its own process, in book order,
+with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout). Exit status is non-zero
+on any failure. Per-chapter wall times are written to _build/test_times.json."""
+import argparse, json, os, subprocess, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from nbutil import ROOT, NBS, chapters, run_env
+
+BIN = Path(sys.executable).parent
+results = []   # (name, ok, seconds, detail)
+
+def record(name, ok, secs, detail=''):
+    results.append((name, ok, secs, detail))
+    print(f"{'PASS' if ok else 'FAIL'}  {name:40s} {secs:7.1f} s  {detail}", flush=True)
+
+def sh(cmd, timeout=600, **kw):
+    return subprocess.run(cmd, cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=timeout, **kw)
+
+def git_changes(path):
+    r = sh(['git', 'status', '--porcelain', '--untracked-files=all', '--', path])
+    return r.stdout.strip()
+
+def check(name, fn):
+    t0 = time.time()
+    try: ok, detail = fn()
+    except Exception as e: ok, detail = False, f'{type(e).__name__}: {e}'
+    record(name, ok, time.time()-t0, detail)
+
+def chk_export():
+    before = git_changes('smalldiffusion')
+    r = sh([str(BIN/'nbdev_export')])
+    if r.returncode: return False, r.stderr[-2000:]
+    after = git_changes('smalldiffusion')
+    if after != before: return False, 'package differs from `nbdev_export` output:\n' + after + '\n' + sh(['git', 'diff', '--stat', '--', 'smalldiffusion']).stdout
+    return (not after), ('' if not after else 'package has uncommitted changes:\n' + after)
+
+def chk_clean():
+    before = git_changes('nbs')
+    r = sh([str(BIN/'nbdev_clean')])
+    if r.returncode: return False, r.stderr[-2000:]
+    after = git_changes('nbs')
+    return after == before and not after, ('' if after == before and not after else 'notebooks not clean:\n' + after)
+
+def chk_readme():
+    r = sh([sys.executable, 'tools/make_readme.py', '--check'])
+    return r.returncode == 0, r.stdout.strip()
+
+IMPORT_CHECK = '''
+import sys
+from smalldiffusion import *
+import smalldiffusion
+names = ("Schedule ScheduleLogLinear ScheduleDDPM ScheduleLDM ScheduleCosine ScheduleSigmoid ScheduleFlow "
+         "ScheduleLogNormalFlow generate_train_sample training_loop samples Swissroll DatasaurusDozen MappedDataset "
+         "img_train_transform img_normalize TreeDataset ModelMixin Scaled PredX0 PredV PredFlow TimeInputMLP "
+         "IdealDenoiser get_sigma_embeds SigmaEmbedderSinCos CondEmbedderLabel ConditionalMLP TimestepEmbedder DiT Unet "
+         "data diffusion model model_dit model_unet").split()
+missing = [n for n in names if n not in globals()]
+assert not missing, f"missing names: {missing}"
+extras = [m for m in ("diffusers", "transformers", "matplotlib", "torch_ema") if m in sys.modules]
+assert not extras, f"`import smalldiffusion` imported optional extras: {extras}"
+'''
+def chk_import():
+    with tempfile.TemporaryDirectory() as d:   # run outside the checkout: the installed package must work
+        r = subprocess.run([sys.executable, '-c', IMPORT_CHECK], cwd=d, env=run_env(), capture_output=True, text=True, timeout=300)
+    return r.returncode == 0, (r.stderr.strip().splitlines() or [''])[-1]
+
+def chk_site():
+    with tempfile.TemporaryDirectory() as d:
+        r = sh([sys.executable, 'tools/build_book.py', '--no-exec', '--out', str(Path(d)/'site')], timeout=900)
+        ok = r.returncode == 0 and (Path(d)/'site'/'index.html').exists()
+    return ok, '' if ok else (r.stdout[-1500:] + r.stderr[-3000:])
+
+def run_chapter(nb, flags, timeout):
+    t0 = time.time()
+    cmd = [str(BIN/'nbdev_test'), '--path', str(nb), '--n_workers', '0', '--do_print']
+    if flags: cmd += ['--flags', ' '.join(flags)]
+    try:
+        r = sh(cmd, timeout=timeout)
+        ok = r.returncode == 0
+        detail = '' if ok else '\n' + (r.stdout[-3000:] + r.stderr[-6000:])
+    except subprocess.TimeoutExpired:
+        ok, detail = False, f'timed out after {timeout} s'
+    record(nb.name, ok, time.time()-t0, detail)
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--flags', default='', help='flagged cells to run too, e.g. "gpu slow"')
+    p.add_argument('--only', nargs='*', default=None, help='run only these chapters (and skip the project checks)')
+    p.add_argument('--timeout', type=int, default=420, help='seconds allowed per chapter')
+    p.add_argument('--budget', type=int, default=1200, help='seconds allowed for all chapters together')
+    a = p.parse_args()
+    t_start = time.time()
+    if a.only is None:
+        for name, fn in [('check: package == nbdev_export', chk_export), ('check: notebooks clean', chk_clean),
+                         ('check: README from index.ipynb', chk_readme), ('check: import in fresh interpreter', chk_import),
+                         ('check: site builds', chk_site)]:
+            check(name, fn)
+    t_nbs = time.time()
+    for nb in chapters():
+        if a.only and nb.name not in a.only: continue
+        left = a.budget - (time.time() - t_nbs)
+        if left <= 0: record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up'); continue
+        run_chapter(nb, a.flags.split(), min(a.timeout, int(left)))
+    times = {n: round(s, 1) for n, _, s, _ in results}
+    (ROOT/'_build').mkdir(exist_ok=True)
+    (ROOT/'_build'/'test_times.json').write_text(json.dumps(dict(times=times, total=round(time.time()-t_start, 1),
+                                                                 nproc=os.cpu_count()), indent=1))
+    npass = sum(ok for _, ok, _, _ in results); nfail = len(results) - npass
+    slow = sorted(((s, n) for n, _, s, _ in results if n.endswith('.ipynb')), reverse=True)[:3]
+    print(f"\nwall time {time.time()-t_start:.0f} s; slowest chapters: " + ', '.join(f'{n} {s:.0f} s' for s, n in slow))
+    print(f'{npass} passed, {nfail} failed')
+    sys.exit(1 if nfail else 0)
+
+if __name__ == '__main__': main()
