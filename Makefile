@@ -17,6 +17,8 @@ $(VENV)/.installed: settings.ini setup.py tools/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -c tools/constraints.txt -e ".[all]"
+	# smalldiffusion 0.5.0 itself, isolated: the compatibility chapter and the benchmarks run it side by side with ours
+	$(PIP) install -q --no-deps --target .bench/upstream smalldiffusion==0.5.0
 	touch $@
 
 test: setup
