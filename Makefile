@@ -11,15 +11,18 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup test book bench clean
-setup: $(VENV)/.installed
+UPSTREAM := .bench/upstream/smalldiffusion/__init__.py
+setup: $(VENV)/.installed $(UPSTREAM)
 
 $(VENV)/.installed: settings.ini setup.py tools/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -c tools/constraints.txt -e ".[all]"
-	# smalldiffusion 0.5.0 itself, isolated: the compatibility chapter and the benchmarks run it side by side with ours
-	$(PIP) install -q --no-deps --target .bench/upstream smalldiffusion==0.5.0
 	touch $@
+
+# smalldiffusion 0.5.0 itself, isolated: the compatibility chapter and the benchmarks run it side by side with ours
+$(UPSTREAM): | $(VENV)/.installed
+	$(PIP) install -q --no-deps --target .bench/upstream smalldiffusion==0.5.0
 
 test: setup
 	$(PY) tools/run_tests.py
@@ -28,7 +31,7 @@ book: setup
 	$(PY) tools/build_book.py
 
 bench: setup
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py --book
 
 clean:
-	rm -rf _build _proc .bench
+	rm -rf _build _proc

@@ -110,9 +110,9 @@ def main():
         run_chapter(nb, a.flags.split(), min(a.timeout, int(left)))
     times = {n: round(s, 1) for n, _, s, _ in results}
     (ROOT/'_build').mkdir(exist_ok=True)
-    (ROOT/'_build'/'test_times.json').write_text(json.dumps(dict(times=times, total=round(time.time()-t_start, 1),
-                                                                 nproc=os.cpu_count()), indent=1))
     npass = sum(ok for _, ok, _, _ in results); nfail = len(results) - npass
+    (ROOT/'_build'/'test_times.json').write_text(json.dumps(dict(times=times, total=round(time.time()-t_start, 1),
+        nproc=os.cpu_count(), last_line=f'{npass} passed, {nfail} failed', flags=a.flags), indent=1))
     slow = sorted(((s, n) for n, _, s, _ in results if n.endswith('.ipynb')), reverse=True)[:3]
     print(f"\nwall time {time.time()-t_start:.0f} s; slowest chapters: " + ', '.join(f'{n} {s:.0f} s' for s, n in slow))
     print(f'{npass} passed, {nfail} failed')

@@ -1,0 +1,273 @@
+"""The benchmark suite: the library side by side with its peers, in one run, on this machine.
+
+    python tools/bench.py                 # every workload, 5 repeats, writes bench/results.json and bench/results.md
+    python tools/bench.py --tiny          # a tiny version of every workload (seconds): checks that the code runs
+    python tools/bench.py --only toy_train arch --repeats 3
+    python tools/bench.py --book          # also time the default test command, per chapter (about 10 minutes)
+
+Peers: smalldiffusion 0.5.0 (installed by `make setup` into .bench/upstream with --no-deps and run in its own
+process with only that folder on the path, so the two packages of the same name never meet), diffusers where
+it does the same job, and plain hand-written PyTorch as the floor. Each measurement runs in a fresh process;
+the implementations of a workload are interleaved within each repeat, so a noisy neighbour slows all of them
+alike. Reported: the ratio of medians (ours / peer; lower is better), then min / median / max seconds.
+"""
+import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM = ROOT/'.bench'/'upstream'
+
+# ---------------------------------------------------------------- workloads (run inside a worker process)
+def _swissroll_setup(n):
+    import numpy as np, torch
+    from smalldiffusion import Swissroll, TimeInputMLP, ScheduleLogLinear
+    torch.manual_seed(0)
+    return (Swissroll(np.pi/2, 5*np.pi, n), TimeInputMLP(hidden_dims=(16, 128, 128, 128, 128, 16)),
+            ScheduleLogLinear(N=200, sigma_min=0.005, sigma_max=10))
+
+def w_toy_train(impl, size):
+    "training_loop on Swissroll with TimeInputMLP, `steps` steps of one 100-point batch."
+    import torch
+    from torch.utils.data import DataLoader
+    _toy_run(impl, 5)                                  # warm-up: first-iteration costs are not what we measure
+    t0 = time.perf_counter()
+    _toy_run(impl, size['steps'])
+    return dict(seconds=time.perf_counter() - t0)
+
+def _toy_run(impl, steps):
+    import torch
+    from torch.utils.data import DataLoader
+    data, model, schedule = _swissroll_setup(100)
+    loader = DataLoader(data, batch_size=2048)
+    if impl == 'plain':   # the same maths by hand: σ from the table, ε, MSE on ε, AdamW
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for _ in range(steps):
+            for x0 in loader:
+                model.train(); opt.zero_grad()
+                sigma = schedule.sigmas[torch.randint(len(schedule.sigmas), (x0.shape[0],))].to(x0)[:, None]
+                eps = torch.randn_like(x0)
+                loss = torch.nn.functional.mse_loss(model(x0 + sigma*eps, sigma), eps)
+                loss.backward(); opt.step()
+    else:
+        from smalldiffusion import training_loop
+        from accelerate import Accelerator
+        for ns in training_loop(loader, model, schedule, epochs=steps, accelerator=Accelerator(cpu=True)): pass
+
+def w_sample_ideal(impl, size):
+    "samples with IdealDenoiser on an n-point Swissroll: 20 steps, batch b, γ=2."
+    import numpy as np, torch
+    from smalldiffusion import Swissroll, IdealDenoiser, ScheduleLogLinear, samples
+    from accelerate import Accelerator
+    model = IdealDenoiser(Swissroll(np.pi/2, 5*np.pi, size['n']))
+    sigmas = ScheduleLogLinear(N=200, sigma_min=0.005, sigma_max=10).sample_sigmas(20)
+    acc = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    *_, x0 = samples(model, sigmas[-3:], gam=2, batchsize=size['batch'], accelerator=acc)   # warm-up
+    t0 = time.perf_counter()
+    *_, x0 = samples(model, sigmas, gam=2, batchsize=size['batch'], accelerator=acc)
+    return dict(seconds=time.perf_counter() - t0)
+
+def _small_dit(size):
+    import torch
+    from smalldiffusion import DiT
+    torch.manual_seed(0)
+    m = DiT(in_dim=size['in_dim'], channels=1, patch_size=2, depth=size['depth'], head_dim=32, num_heads=6).eval()
+    for p in m.final_linear.parameters(): torch.nn.init.normal_(p, std=0.02)   # not the all-zero output of init
+    return m
+
+def w_sample_dit(impl, size):
+    "20 sampling steps of a DiT at batch 64: `samples` (ours/upstream), bare model calls, diffusers' DDIM loop."
+    import torch
+    from smalldiffusion import ScheduleDDPM, samples
+    from accelerate import Accelerator
+    model, steps, B = _small_dit(size), size['steps'], size['batch']
+    schedule = ScheduleDDPM()
+    sigmas = schedule.sample_sigmas(steps)
+    torch.manual_seed(0)
+    x = torch.randn((B,) + model.input_dims) * sigmas[0]
+    with torch.no_grad(): model(x, sigmas[0])   # warm-up
+    t0 = time.perf_counter()
+    if impl == 'bare':
+        with torch.no_grad():
+            for s in sigmas[:-1]: model(x, s)
+    elif impl == 'diffusers':
+        from diffusers import DDIMScheduler
+        sch = DDIMScheduler(num_train_timesteps=1000, beta_schedule='linear', timestep_spacing='trailing',
+                            clip_sample=False, set_alpha_to_one=False)
+        sch.set_timesteps(steps)
+        abar = sch.alphas_cumprod
+        z = x * abar[sch.timesteps[0]].sqrt()
+        with torch.no_grad():
+            for t in sch.timesteps:
+                a = abar[t]
+                eps = model(z / a.sqrt(), ((1 - a)/a).sqrt())
+                z = sch.step(eps, t, z).prev_sample
+    else:
+        *_, x0 = samples(model, sigmas, xt=x, accelerator=Accelerator(cpu=True))
+    return dict(seconds=time.perf_counter() - t0)
+
+def _rss_mb():
+    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+def w_ideal_scale(impl, size):
+    "One IdealDenoiser call: data n × 784, batch b. Peak extra resident memory during the call, and time."
+    import resource, torch
+    from smalldiffusion import IdealDenoiser
+    torch.manual_seed(0)
+    data = torch.rand(size['n'], 784)
+    model = IdealDenoiser(data)
+    x = torch.randn(size['batch'], 784)
+    model(x[:2], torch.tensor(1.0))                    # warm-up (and allocator set-up) on a tiny batch
+    base = _rss_mb()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    out = model(x, torch.tensor(1.0))
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(seconds=secs, peak_extra_mb=max(peak, peak_before) - base, finite=bool(torch.isfinite(out).all()))
+
+def w_arch(impl, size):
+    "Forward+backward throughput (images/s) at batch 64 for the FashionMNIST DiT / U-Net configs."
+    import torch
+    torch.manual_seed(0)
+    kind, B = size['kind'], size['batch']
+    if impl == 'diffusers':
+        from diffusers import UNet2DModel
+        model = UNet2DModel(sample_size=size['in_dim'], in_channels=1, out_channels=1, **size['diffusers_kw'])
+        fwd = lambda x, s: model(x, s.expand(x.shape[0]) * 1000).sample
+    else:
+        from smalldiffusion import DiT, Unet, Scaled
+        if kind == 'dit': model = DiT(in_dim=size['in_dim'], channels=1, patch_size=2, depth=size['depth'], head_dim=32, num_heads=6)
+        else: model = Scaled(Unet)(size['in_dim'], 1, 1, ch=size['ch'], ch_mult=(1, 1, 2), attn_resolutions=(size['in_dim']//2,))
+        fwd = lambda x, s: model(x, s)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    x, s = torch.randn(B, 1, size['in_dim'], size['in_dim']), torch.rand(B, 1, 1, 1) + 0.1
+    def step():
+        model.zero_grad(); fwd(x, s if impl != 'diffusers' else s.flatten()[:1]).square().mean().backward()
+    step()                                               # warm-up
+    t0 = time.perf_counter()
+    for _ in range(size['iters']): step()
+    secs = time.perf_counter() - t0
+    return dict(seconds=secs, images_per_s=B * size['iters'] / secs, params=params)
+
+WORKLOADS = dict(toy_train=w_toy_train, sample_ideal=w_sample_ideal, sample_dit=w_sample_dit,
+                 ideal_scale=w_ideal_scale, arch=w_arch)
+
+# ---------------------------------------------------------------- the plan: which implementations, at which sizes
+def plan(tiny):
+    P = []
+    add = lambda wl, label, impls, size, ours='ours': P.append(dict(workload=wl, label=label, impls=impls, size=size, ours=ours))
+    add('toy_train', 'toy training (steps)', ['ours', 'upstream', 'plain'], dict(steps=20 if tiny else 2000))
+    add('sample_ideal', 'sampling, IdealDenoiser', ['ours', 'upstream'], dict(n=300 if tiny else 10_000, batch=50 if tiny else 1000))
+    add('sample_dit', 'sampling, DiT', ['ours', 'upstream', 'bare', 'diffusers'],
+        dict(in_dim=8 if tiny else 28, depth=1 if tiny else 6, batch=4 if tiny else 64, steps=3 if tiny else 20))
+    for b in ([16] if tiny else [256, 1024, 4096]):
+        add('ideal_scale', f'ideal denoiser at scale, batch {b}', ['ours', 'upstream'], dict(n=2000 if tiny else 60_000, batch=b))
+    add('arch', 'DiT fwd+bwd', ['ours', 'upstream'], dict(kind='dit', in_dim=8 if tiny else 28, depth=1 if tiny else 6, batch=4 if tiny else 64, iters=2 if tiny else 5))
+    add('arch', 'U-Net fwd+bwd', ['ours', 'upstream', 'diffusers'],
+        dict(kind='unet', in_dim=8 if tiny else 28, ch=32 if tiny else 64, batch=4 if tiny else 64, iters=2 if tiny else 5,
+             diffusers_kw=dict(block_out_channels=(32, 64) if tiny else (64, 64, 128), layers_per_block=1 if tiny else 2,
+                               down_block_types=('DownBlock2D',)*(2 if tiny else 3),
+                               up_block_types=('UpBlock2D',)*(2 if tiny else 3), norm_num_groups=32)))
+    return P
+
+# ---------------------------------------------------------------- the driver
+def run_worker(workload, impl, size, timeout):
+    return run_workers([(workload, size)], impl, timeout)[0]
+
+def run_workers(items, impl, timeout):
+    "Measure each (workload, size) of `items` with implementation `impl`, all in one fresh process."
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env.update(HF_HUB_OFFLINE='1', TQDM_DISABLE='1', ACCELERATE_DISABLE_RICH='1', OMP_NUM_THREADS=str(os.cpu_count()))
+    if impl == 'upstream':
+        if not (UPSTREAM/'smalldiffusion').exists():
+            raise SystemExit(f'smalldiffusion 0.5.0 is not installed in {UPSTREAM}: run `make setup`')
+        env['PYTHONPATH'] = str(UPSTREAM)
+    code = (f"import sys, json; sys.path.insert(0, {str(ROOT/'tools')!r}); import bench, smalldiffusion\n"
+            f"for wl, size in {items!r}:\n"
+            f"    r = bench.WORKLOADS[wl]({impl!r}, size); r['package'] = smalldiffusion.__file__\n"
+            "    print('RESULT' + json.dumps(r), flush=True)")
+    with tempfile.TemporaryDirectory() as d:   # outside the checkout, so only PYTHONPATH / the install decides
+        r = subprocess.run([sys.executable, '-c', code], cwd=d, env=env, capture_output=True, text=True, timeout=timeout)
+    if r.returncode: raise RuntimeError(f'{[w for w, _ in items]} with {impl} failed:\n{r.stderr[-3000:]}')
+    res = [json.loads(l[6:]) for l in r.stdout.splitlines() if l.startswith('RESULT')]
+    for x in res: assert (str(UPSTREAM) in x.pop('package')) == (impl == 'upstream'), 'wrong package imported'
+    return res
+
+def summarise(vals):
+    return dict(min=min(vals), median=statistics.median(vals), max=max(vals), n=len(vals))
+
+def machine():
+    import torch
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+    return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
+                platform=platform.platform(), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+
+def book_times(timeout):
+    "Run the default test command once and return its per-chapter wall times."
+    t0 = time.time()
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'run_tests.py')], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    times = json.loads((ROOT/'_build'/'test_times.json').read_text())
+    return dict(total=time.time() - t0, passed=r.returncode == 0, last_line=r.stdout.strip().splitlines()[-1], **times)
+
+def table(results):
+    lines = ['| workload | ours / peer (median time) | ours: min / median / max s | peer: min / median / max s |',
+             '|---|---|---|---|']
+    for r in results:
+        o = r['stats']['ours']['seconds']
+        for impl, st in r['stats'].items():
+            if impl == 'ours': continue
+            p = st['seconds']
+            lines.append(f"| {r['label']} | **{o['median']/p['median']:.2f}×** {impl} | "
+                         f"{o['min']:.3f} / {o['median']:.3f} / {o['max']:.3f} | {p['min']:.3f} / {p['median']:.3f} / {p['max']:.3f} |")
+    return '\n'.join(lines)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--tiny', action='store_true', help='tiny sizes: a quick check that every workload runs')
+    ap.add_argument('--repeats', type=int, default=None, help='repeats per implementation (default 5; 1 with --tiny)')
+    ap.add_argument('--only', nargs='*', default=None, choices=list(WORKLOADS), help='run only these workloads')
+    ap.add_argument('--book', action='store_true', help='also time the default test command, per chapter')
+    ap.add_argument('--book-times', default=None, help='instead of --book, reuse the per-chapter times a test run '
+                    'already wrote (e.g. _build/test_times.json from `make test` on this machine)')
+    ap.add_argument('--out', default=str(ROOT/'bench'/'results.json'), help='where the results JSON goes')
+    ap.add_argument('--timeout', type=int, default=900, help='seconds allowed per measurement')
+    a = ap.parse_args()
+    repeats = a.repeats or (1 if a.tiny else 5)
+    if repeats < 1: ap.error('--repeats must be >= 1')
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results, items = [], [it for it in plan(a.tiny) if not a.only or it['workload'] in a.only]
+    pre = {}
+    if a.tiny:   # one process per implementation for all workloads: a seconds-long check that everything runs
+        for impl in sorted({i for it in items for i in it['impls']}):
+            mine = [it for it in items if impl in it['impls']]
+            for it, r in zip(mine, run_workers([(it['workload'], it['size']) for it in mine], impl, a.timeout)):
+                pre[(id(it), impl)] = r
+    for item in items:
+        runs = {impl: [] for impl in item['impls']}
+        for rep in range(repeats):
+            for impl in item['impls']:
+                runs[impl].append(pre[(id(item), impl)] if a.tiny and rep == 0 else
+                                  run_worker(item['workload'], impl, item['size'], a.timeout))
+        stats = {impl: {k: summarise([r[k] for r in rs]) for k in rs[0] if isinstance(rs[0][k], (int, float)) and not isinstance(rs[0][k], bool)}
+                 for impl, rs in runs.items()}
+        res = dict(item, stats=stats, runs=runs)
+        results.append(res)
+        o = stats['ours']['seconds']['median']
+        print(f"{item['label']:38s} ours {o:8.3f} s  " +
+              '  '.join(f"{i}: {o/s['seconds']['median']:.2f}×" for i, s in stats.items() if i != 'ours'), flush=True)
+    report = dict(machine=machine(), repeats=repeats, tiny=a.tiny, results=results)
+    if a.book: report['book'] = book_times(timeout=3600)
+    elif a.book_times:
+        t = json.loads(Path(a.book_times).read_text())
+        report['book'] = dict(t, last_line=t.get('last_line', ''), reused_from=str(a.book_times))
+    tmp = out.with_suffix('.tmp')
+    tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out)
+    md = out.with_suffix('.md')
+    md.write_text(f"Measured {report['machine']['date']} on {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+                  f"torch {report['machine']['torch']}; {repeats} repeats.\n\n" + table(results) + '\n')
+    print('\n' + table(results)); print(f'\nwrote {out} and {md}')
+
+if __name__ == '__main__': main()
