@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['alpha', 'sigmas_from_betas', 'Schedule', 'ScheduleLogLinear', 'ScheduleDDPM', 'ScheduleLDM', 'ScheduleSigmoid', 'ScheduleCosine', 'generate_train_sample', 'training_loop', 'samples', 'ScheduleFlow', 'ScheduleLogNormalFlow']
 
-# %% ../nbs/00_forward_process.ipynb #3c31ddd0
+# %% ../nbs/00_forward_process.ipynb #0b7e76a4
 import math
 from itertools import pairwise
 from types import SimpleNamespace
@@ -18,21 +18,22 @@ from torch.utils.data import DataLoader
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-# %% ../nbs/00_forward_process.ipynb #a1475096
-def alpha(sigma):
+# %% ../nbs/00_forward_process.ipynb #b70a98a5
+def alpha(sigma # VE noise level(s) $\sigma \ge 0$: a number or a tensor
+         ):     # the VP signal level $\bar\alpha = 1/(1+\sigma^2)$, same type and shape as `sigma`
     "The VP signal level $\\bar\\alpha = 1/(1+\\sigma^2)$ of a VE noise level `sigma`."
     return 1/(1+sigma**2)
 
-# %% ../nbs/00_forward_process.ipynb #92296fce
-def sigmas_from_betas(betas: torch.FloatTensor # per-step variances $\beta_1..\beta_N$ of a DDPM forward process
-                     ) -> torch.FloatTensor:   # VE noise levels $\sigma_i = \sqrt{1/\bar\alpha_i - 1}$
-    "Turn a DDPM $\\beta$ schedule into the equivalent VE noise levels $\\sigma_i$."
+# %% ../nbs/00_forward_process.ipynb #bfee5ad0
+def sigmas_from_betas(betas: torch.FloatTensor # per-step variances $\beta_1..\beta_N$ of a DDPM forward process, shape `(N,)`
+                     ) -> torch.FloatTensor:   # VE noise levels $\sigma_i = \sqrt{1/\bar\alpha_i - 1}$, shape `(N,)`, same dtype
+    "Turn a DDPM $\\beta$ schedule into the equivalent VE noise levels $\\sigma_i$ (via $\\bar\\alpha_i = \\prod_{j\\le i}(1-\\beta_j)$)."
     return (1/torch.cumprod(1.0 - betas, dim=0) - 1).sqrt()
 
-# %% ../nbs/02_schedules.ipynb #ce424477
+# %% ../nbs/02_schedules.ipynb #e49616ce
 class Schedule:
     "A diffusion noise schedule: an increasing table of noise levels $\\sigma_1 < \\dots < \\sigma_N$."
-    def __init__(self, sigmas: torch.FloatTensor): # the increasing noise levels
+    def __init__(self, sigmas: torch.FloatTensor): # the increasing noise levels, shape `(N,)`
         self.sigmas = sigmas
 
     def __getitem__(self, i) -> torch.FloatTensor: return self.sigmas[i]
@@ -50,7 +51,7 @@ class Schedule:
         "Draw one noise level per row of `x0`, uniformly from the table."
         return self[torch.randint(len(self), (x0.shape[0],))].to(x0)
 
-# %% ../nbs/02_schedules.ipynb #7fc2a2a7
+# %% ../nbs/02_schedules.ipynb #e1b49261
 def _check_steps(steps, N):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
         raise TypeError(f"`steps` must be an int, got {type(steps).__name__}")
@@ -61,48 +62,59 @@ def _check_N(N):
     if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
         raise ValueError(f"`N` (the number of noise levels) must be an int >= 1, got {N!r}")
 
-# %% ../nbs/02_schedules.ipynb #d8ed5b08
+# %% ../nbs/02_schedules.ipynb #be0ff77a
 class ScheduleLogLinear(Schedule):
-    "Noise levels spaced geometrically between `sigma_min` and `sigma_max`."
-    def __init__(self, N: int, sigma_min: float=0.02, sigma_max: float=10):
+    "Noise levels spaced geometrically (evenly in $\\log\\sigma$) between `sigma_min` and `sigma_max`."
+    def __init__(self, N: int,               # number of noise levels (required)
+                 sigma_min: float=0.02,      # smallest noise level, > 0
+                 sigma_max: float=10):       # largest noise level, >= `sigma_min`
         _check_N(N)
         if not 0 < sigma_min <= sigma_max:
             raise ValueError(f"need 0 < `sigma_min` <= `sigma_max`, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         super().__init__(torch.logspace(math.log10(sigma_min), math.log10(sigma_max), N))
 
-# %% ../nbs/02_schedules.ipynb #30222d17
+# %% ../nbs/02_schedules.ipynb #d0aab979
 def _check_betas(beta_start, beta_end):
     if not 0 < beta_start <= beta_end < 1:
         raise ValueError(f"need 0 < `beta_start` <= `beta_end` < 1, got {beta_start}, {beta_end}")
 
 class ScheduleDDPM(Schedule):
     "The linear-$\\beta$ schedule of DDPM (Ho et al. 2020), as VE noise levels."
-    def __init__(self, N: int=1000, beta_start: float=0.0001, beta_end: float=0.02):
+    def __init__(self, N: int=1000,              # number of noise levels
+                 beta_start: float=0.0001,       # first $\beta$
+                 beta_end: float=0.02):          # last $\beta$
         _check_N(N); _check_betas(beta_start, beta_end)
         super().__init__(sigmas_from_betas(torch.linspace(beta_start, beta_end, N)))
 
 class ScheduleLDM(Schedule):
-    "The 'scaled linear' schedule of latent diffusion / Stable Diffusion."
-    def __init__(self, N: int=1000, beta_start: float=0.00085, beta_end: float=0.012):
+    "The 'scaled linear' schedule of latent diffusion / Stable Diffusion: $\\sqrt\\beta$ spaced linearly."
+    def __init__(self, N: int=1000,              # number of noise levels
+                 beta_start: float=0.00085,      # first $\beta$
+                 beta_end: float=0.012):         # last $\beta$
         _check_N(N); _check_betas(beta_start, beta_end)
         super().__init__(sigmas_from_betas(torch.linspace(beta_start**0.5, beta_end**0.5, N)**2))
 
 class ScheduleSigmoid(Schedule):
     "The sigmoid-$\\beta$ schedule of GeoDiff."
-    def __init__(self, N: int=1000, beta_start: float=0.0001, beta_end: float=0.02):
+    def __init__(self, N: int=1000,              # number of noise levels
+                 beta_start: float=0.0001,       # $\beta$ at the far left of the sigmoid
+                 beta_end: float=0.02):          # $\beta$ at the far right of the sigmoid
         _check_N(N); _check_betas(beta_start, beta_end)
         betas = torch.sigmoid(torch.linspace(-6, 6, N)) * (beta_end - beta_start) + beta_start
         super().__init__(sigmas_from_betas(betas))
 
 class ScheduleCosine(Schedule):
     "The cosine schedule of improved DDPM (Nichol & Dhariwal 2021); `beta_start`/`beta_end` are ignored, as in diffusers."
-    def __init__(self, N: int=1000, beta_start: float=0.0001, beta_end: float=0.02, max_beta: float=0.999):
+    def __init__(self, N: int=1000,              # number of noise levels
+                 beta_start: float=0.0001,       # ignored
+                 beta_end: float=0.02,           # ignored
+                 max_beta: float=0.999):         # upper clip for each $\beta$
         _check_N(N)
         abar = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
         betas = [min(1 - abar((i+1)/N)/abar(i/N), max_beta) for i in range(N)]
         super().__init__(sigmas_from_betas(torch.tensor(betas, dtype=torch.float32)))
 
-# %% ../nbs/04_training.ipynb #054024d9
+# %% ../nbs/04_training.ipynb #2acf5dad
 def generate_train_sample(x0: Union[torch.FloatTensor, Tuple[torch.FloatTensor, torch.Tensor]], # a batch, or `(data, labels)` when `conditional`
                           schedule: Schedule,        # where the noise levels are drawn from
                           conditional: bool=False):  # whether `x0` is a `(data, labels)` pair
@@ -118,7 +130,7 @@ def generate_train_sample(x0: Union[torch.FloatTensor, Tuple[torch.FloatTensor, 
     eps = torch.randn_like(x0)
     return x0, sigma, eps, cond
 
-# %% ../nbs/04_training.ipynb #5fa8e325
+# %% ../nbs/04_training.ipynb #2fd26fb7
 def training_loop(loader      : DataLoader,                    # yields batches of data (or `(data, labels)`)
                   model       : nn.Module,                     # a `ModelMixin` model
                   schedule    : Schedule,                      # noise levels to train on
