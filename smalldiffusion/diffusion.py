@@ -114,7 +114,7 @@ class ScheduleCosine(Schedule):
         betas = [min(1 - abar((i+1)/N)/abar(i/N), max_beta) for i in range(N)]
         super().__init__(sigmas_from_betas(torch.tensor(betas, dtype=torch.float32)))
 
-# %% ../nbs/04_training.ipynb #2acf5dad
+# %% ../nbs/04_training.ipynb #1d13a0a0
 def generate_train_sample(x0: Union[torch.FloatTensor, Tuple[torch.FloatTensor, torch.Tensor]], # a batch, or `(data, labels)` when `conditional`
                           schedule: Schedule,        # where the noise levels are drawn from
                           conditional: bool=False):  # whether `x0` is a `(data, labels)` pair
@@ -130,7 +130,7 @@ def generate_train_sample(x0: Union[torch.FloatTensor, Tuple[torch.FloatTensor, 
     eps = torch.randn_like(x0)
     return x0, sigma, eps, cond
 
-# %% ../nbs/04_training.ipynb #2fd26fb7
+# %% ../nbs/04_training.ipynb #3476e354
 def training_loop(loader      : DataLoader,                    # yields batches of data (or `(data, labels)`)
                   model       : nn.Module,                     # a `ModelMixin` model
                   schedule    : Schedule,                      # noise levels to train on
@@ -153,31 +153,38 @@ def training_loop(loader      : DataLoader,                    # yields batches 
             accelerator.backward(loss)
             optimizer.step()
 
-# %% ../nbs/05_sampling.ipynb #c6cc7dbb
+# %% ../nbs/05_sampling.ipynb #6a23b029
 def _check_sigmas(sigmas):
-    if not (torch.is_tensor(sigmas) or all(torch.is_tensor(s) for s in sigmas)):
-        raise TypeError("`sigmas` must be a tensor (e.g. `schedule.sample_sigmas(steps)`), not a list of numbers")
-    s = torch.stack(list(sigmas)) if not torch.is_tensor(sigmas) else sigmas
-    if s.ndim != 1 or len(s) < 2:
-        raise ValueError(f"`sigmas` must be a 1-D sequence of at least 2 noise levels, got shape {tuple(s.shape)}")
+    "Validate `sigmas` for `samples`; returns it as a tensor or a list of tensors (iterators are read once)."
+    if not torch.is_tensor(sigmas):
+        sigmas = list(sigmas)
+        if not all(torch.is_tensor(s) for s in sigmas):
+            raise TypeError("`sigmas` must be a tensor (e.g. `schedule.sample_sigmas(steps)`), not a list of numbers")
+    s = sigmas if torch.is_tensor(sigmas) else torch.stack(sigmas)
+    if s.ndim < 1 or len(s) < 2:
+        raise ValueError(f"`sigmas` must hold at least 2 noise levels (one more than the steps), got shape {tuple(s.shape)}")
     if (s < 0).any():
         raise ValueError(f"`sigmas` must be >= 0; got a negative value {s.min().item():g}")
     if (s[1:] > s[:-1]).any():
         raise ValueError("`sigmas` must be non-increasing (from high noise to low noise)")
+    return sigmas
 
 @torch.no_grad()
 def samples(model      : nn.Module,                      # a `ModelMixin` model
-            sigmas     : torch.FloatTensor,              # N+1 decreasing noise levels for N steps
-            gam        : float = 1.,                     # gradient-estimation weight; 1 is DDIM/DDPM, ~2 accelerates
-            mu         : float = 0.,                     # stochasticity in [0, 1): 0 is DDIM, 1/2 is DDPM
+            sigmas     : torch.FloatTensor,              # K+1 decreasing noise levels for K steps
+            gam        : float = 1.,                     # gradient-estimation weight γ; 1 is DDIM/DDPM, ~2 accelerates
+            mu         : float = 0.,                     # stochasticity μ in [0, 1): 0 is DDIM, 1/2 is DDPM
             cfg_scale  : float = 0.,                     # classifier-free guidance scale s; 0 means none
             batchsize  : int = 1,                        # samples to draw when `xt` is not given
             xt         : Optional[torch.FloatTensor] = None, # starting point; default `rand_input * sigmas[0]`
             cond       : Optional[torch.Tensor] = None,  # conditioning, one row per sample
             accelerator: Optional[Accelerator] = None):  # where a fresh `xt` is placed
     "A generator yielding `xt` after each of the `len(sigmas)-1` sampling steps."
-    _check_sigmas(sigmas)
+    sigmas = _check_sigmas(sigmas)
     if not 0 <= mu < 1: raise ValueError(f"`mu` must be in [0, 1), got {mu}")
+    if cfg_scale and cond is not None and sigmas[0].ndim > 0:
+        raise ValueError("`cfg_scale` needs one noise level per step for the whole batch (1-D `sigmas`); "
+                         f"got per-sample sigmas of shape {tuple(sigmas[0].shape)} per step")
     model.eval()
     accelerator = accelerator or Accelerator()
     xt = model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None else xt
@@ -190,28 +197,34 @@ def samples(model      : nn.Module,                      # a `ModelMixin` model
         eps_prev, eps = eps, model.predict_eps_cfg(xt, sig.to(xt), cond, cfg_scale)
         eps_av = eps * gam + eps_prev * (1-gam) if i > 0 else eps
         sig_p = (sig_prev/sig**mu)**(1/(1-mu))
-        eta = (sig_prev**2 - sig_p**2).sqrt()
+        eta = (sig_prev**2 - sig_p**2).clamp(min=0).sqrt()
         xt = xt - (sig - sig_p) * eps_av + eta * model.rand_input(xt.shape[0]).to(xt)
         yield xt
 
-# %% ../nbs/10_flow_matching.ipynb #0e34f8fd
+# %% ../nbs/10_flow_matching.ipynb #22b6740f
 class ScheduleFlow(Schedule):
     "Flow-matching times $t$ in `[t_min, t_max]`, stored in the σ slot of a `Schedule`."
-    def __init__(self, N: int=1000, t_min: float=0.001, t_max: float=1.0):
+    def __init__(self, N: int=1000,         # number of training times
+                 t_min: float=0.001,        # smallest time (closest to data)
+                 t_max: float=1.0):         # largest time; 1 is pure noise
         _check_N(N)
         if not 0 <= t_min < t_max <= 1:
             raise ValueError(f"need 0 <= `t_min` < `t_max` <= 1, got t_min={t_min}, t_max={t_max}")
         self.t_min, self.t_max = t_min, t_max
         super().__init__(torch.linspace(t_min, t_max, N))
 
-    def sample_sigmas(self, steps: int) -> torch.FloatTensor:
+    def sample_sigmas(self, steps: int # number of sampling steps, 1 <= steps <= len(self)
+                     ) -> torch.FloatTensor: # `steps+1` decreasing times in float64, ending at exactly 0
         "`steps` equally spaced times from `t_max` down to `t_min`, then exactly 0 (float64)."
         _check_steps(steps, len(self))
         return torch.cat([torch.linspace(self.t_max, self.t_min, steps, dtype=torch.float64),
                           torch.tensor([0.0], dtype=torch.float64)])
 
+# %% ../nbs/10_flow_matching.ipynb #2187b19c
 class ScheduleLogNormalFlow(ScheduleFlow):
     "`ScheduleFlow` whose training times are logit-normal: $\\log\\sigma \\sim N(0,1)$ for $\\sigma = t/(1-t)$."
-    def sample_batch(self, x0: torch.FloatTensor) -> torch.FloatTensor:
+    def sample_batch(self, x0: torch.FloatTensor # a batch of data; only its batch size, device and dtype are used
+                    ) -> torch.FloatTensor:      # one time per row, shape `(B,)`
+        "Draw one logit-normal time $t = \\operatorname{sigmoid}(n)$, $n \\sim N(0,1)$, per row of `x0`."
         t = torch.sigmoid(torch.randn(x0.shape[0], device=x0.device, dtype=x0.dtype))
         return t.clamp(self.t_min, self.t_max)
