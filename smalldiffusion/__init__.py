@@ -3,25 +3,16 @@ __version__ = "0.5.0"
 
 from .diffusion import (Schedule, ScheduleLogLinear, ScheduleDDPM, ScheduleLDM, ScheduleCosine, ScheduleSigmoid,
                         ScheduleFlow, ScheduleLogNormalFlow, generate_train_sample, training_loop, samples)
-from .data import Swissroll, DatasaurusDozen, MappedDataset, img_train_transform, img_normalize
+from .data import Swissroll, DatasaurusDozen, MappedDataset, img_train_transform, img_normalize, TreeDataset
 from .model import (ModelMixin, Scaled, PredX0, PredV, PredFlow, TimeInputMLP, IdealDenoiser, get_sigma_embeds,
                     SigmaEmbedderSinCos, CondEmbedderLabel, ConditionalMLP, TimestepEmbedder)
-from . import data, diffusion, model
-# DEV-ONLY (lead will make these strict once the chapters exist)
-try: from .data import TreeDataset
-except ImportError: pass
-try:
-    from .model_dit import DiT
-    from . import model_dit
-except ImportError: pass
-try:
-    from .model_unet import Unet
-    from . import model_unet
-except ImportError: pass
+from .model_dit import DiT
+from .model_unet import Unet
+from . import data, diffusion, model, model_dit, model_unet
 
-__all__ = [n for n in ['Schedule', 'ScheduleLogLinear', 'ScheduleDDPM', 'ScheduleLDM', 'ScheduleCosine', 'ScheduleSigmoid',
+__all__ = ['Schedule', 'ScheduleLogLinear', 'ScheduleDDPM', 'ScheduleLDM', 'ScheduleCosine', 'ScheduleSigmoid',
            'ScheduleFlow', 'ScheduleLogNormalFlow', 'generate_train_sample', 'training_loop', 'samples',
            'Swissroll', 'DatasaurusDozen', 'MappedDataset', 'img_train_transform', 'img_normalize', 'TreeDataset',
            'ModelMixin', 'Scaled', 'PredX0', 'PredV', 'PredFlow', 'TimeInputMLP', 'IdealDenoiser', 'get_sigma_embeds',
            'SigmaEmbedderSinCos', 'CondEmbedderLabel', 'ConditionalMLP', 'TimestepEmbedder', 'DiT', 'Unet',
-           'data', 'diffusion', 'model', 'model_dit', 'model_unet'] if n in globals()]
+           'data', 'diffusion', 'model', 'model_dit', 'model_unet']
