@@ -6,7 +6,7 @@
 __all__ = ['img_train_transform', 'img_normalize', 'DATASAURUS_TSV', 'MappedDataset', 'Swissroll', 'DatasaurusDozen',
            'interpolate_polyline', 'TreeDataset']
 
-# %% ../nbs/07_toy_data.ipynb #151b2aa0
+# %% ../nbs/07_toy_data.ipynb #bb5ff10e
 import csv
 import math
 from importlib.resources import files
@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms as tf
 
-# %% ../nbs/07_toy_data.ipynb #92b00b1b
+# %% ../nbs/07_toy_data.ipynb #a8bfe387
 class MappedDataset(Dataset):
     "A dataset whose items are `fn(dataset[i])`, e.g. to drop labels with `lambda x: x[0]`."
     def __init__(self, dataset, fn):
@@ -28,7 +28,7 @@ class MappedDataset(Dataset):
 img_train_transform = tf.Compose([tf.RandomHorizontalFlip(), tf.ToTensor(), tf.Lambda(lambda t: (t * 2) - 1)])
 img_normalize = lambda x: ((x + 1)/2).clamp(0, 1)
 
-# %% ../nbs/07_toy_data.ipynb #4a19cd2e
+# %% ../nbs/07_toy_data.ipynb #05f7b4c9
 class Swissroll(Dataset):
     "`N` points on a 2-D spiral, at angles `t` in `[tmin, tmin+tmax]`."
     def __init__(self, tmin, tmax, N, center=(0,0), scale=1.0):
@@ -38,7 +38,7 @@ class Swissroll(Dataset):
     def __len__(self): return len(self.vals)
     def __getitem__(self, i): return self.vals[i]
 
-# %% ../nbs/07_toy_data.ipynb #acfa68e6
+# %% ../nbs/07_toy_data.ipynb #f9e9a9e4
 DATASAURUS_TSV = Path(files('smalldiffusion'))/'assets'/'DatasaurusDozen.tsv'
 
 class DatasaurusDozen(Dataset):
@@ -57,7 +57,7 @@ class DatasaurusDozen(Dataset):
     def __len__(self): return len(self.points) * self.enlarge_factor
     def __getitem__(self, i): return self.points[i % len(self.points)]
 
-# %% ../nbs/07_toy_data.ipynb #2d10b488
+# %% ../nbs/07_toy_data.ipynb #daa6abcc
 def interpolate_polyline(points, # the polyline's vertices, array-like of shape `(m+1, d)`, m >= 1
                          num_samples: int, # how many points to place on it
                         ) -> np.ndarray: # float64 array `(num_samples, d)`, from the first vertex to the last
@@ -74,7 +74,7 @@ def interpolate_polyline(points, # the polyline's vertices, array-like of shape 
     tau = np.where(nonzero, (s - arc[k]) / np.where(nonzero, seg_len[k], 1.), 0.)[:, None]
     return (1 - tau) * points[k] + tau * points[k + 1]
 
-# %% ../nbs/07_toy_data.ipynb #3ba40e52
+# %% ../nbs/07_toy_data.ipynb #9b4beb9c
 class TreeDataset(Dataset):
     "Points along the root-to-leaf paths of a regular tree in the unit disc; item `(xy, leaf)`."
     def __init__(self, branching_factor: int=4, # children per node

@@ -181,10 +181,12 @@ class IdealDenoiser(nn.Module, ModelMixin):
         x0_hat = (acc / total[:, None]).reshape(x.shape)
         return (x - x0_hat) / sigma
 
-# %% ../nbs/09_conditioning.ipynb #ed8aa54f
+# %% ../nbs/09_conditioning.ipynb #b2e982b4
 class CondEmbedderLabel(nn.Module):
     "Embed class labels, with an extra null class used for classifier-free guidance."
-    def __init__(self, hidden_size, num_classes, dropout_prob=0.1):
+    def __init__(self, hidden_size, # size of the embedding vector
+                 num_classes, # labels are `0..num_classes-1`; `num_classes` itself is the null class
+                 dropout_prob=0.1): # in training mode, the probability that a label is replaced by the null class
         super().__init__()
         self.embeddings = nn.Embedding(num_classes + 1, hidden_size)
         self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, hidden_size, bias=True))
@@ -197,7 +199,7 @@ class CondEmbedderLabel(nn.Module):
             labels = torch.where(drop, self.null_cond, labels)
         return self.mlp(self.embeddings(labels))
 
-# %% ../nbs/09_conditioning.ipynb #f031ecb6
+# %% ../nbs/09_conditioning.ipynb #5a239402
 def _check_cond(cond, batches, name):
     if cond is None:
         raise ValueError(f'{name} has a `cond_embed`, so it needs `cond` (one label per row); got cond=None')
@@ -206,7 +208,11 @@ def _check_cond(cond, batches, name):
 
 class ConditionalMLP(TimeInputMLP):
     "`TimeInputMLP` that also takes a class label, embedded by `CondEmbedderLabel`."
-    def __init__(self, dim=2, hidden_dims=(16,128,256,128,16), cond_dim=4, num_classes=10, dropout_prob=0.1):
+    def __init__(self, dim=2, # data dimension
+                 hidden_dims=(16,128,256,128,16), # widths of the hidden layers
+                 cond_dim=4, # size of the label embedding
+                 num_classes=10, # number of classes (the null class is extra)
+                 dropout_prob=0.1): # label dropout rate during training, for classifier-free guidance
         super().__init__(dim=dim+cond_dim, output_dim=dim, hidden_dims=hidden_dims)
         self.input_dims = (dim,)
         self.cond_embed = CondEmbedderLabel(cond_dim, num_classes, dropout_prob)
