@@ -233,7 +233,13 @@ def main():
                     'already wrote (e.g. _build/test_times.json from `make test` on this machine)')
     ap.add_argument('--out', default=str(ROOT/'bench'/'results.json'), help='where the results JSON goes')
     ap.add_argument('--timeout', type=int, default=900, help='seconds allowed per measurement')
+    ap.add_argument('--add-book-times', default=None, metavar='FILE', help='only add the per-chapter times a test run '
+                    'wrote (FILE, e.g. _build/test_times.json) to the existing results file at --out, and stop')
     a = ap.parse_args()
+    if a.add_book_times:
+        report, t = json.loads(Path(a.out).read_text()), json.loads(Path(a.add_book_times).read_text())
+        report['book'] = dict(t, reused_from=str(a.add_book_times))
+        Path(a.out).write_text(json.dumps(report, indent=1)); print(f'added book times to {a.out}'); return
     repeats = a.repeats or (1 if a.tiny else 5)
     if repeats < 1: ap.error('--repeats must be >= 1')
     out = Path(a.out)
