@@ -3,6 +3,7 @@
     python tools/bench.py                 # every workload, 5 repeats, writes bench/results.json and bench/results.md
     python tools/bench.py --tiny          # a tiny version of every workload (seconds): checks that the code runs
     python tools/bench.py --only toy_train arch --repeats 3
+    python tools/bench.py --only toy_time_to_quality   # quality against CPU seconds, merged into bench/results.json
     python tools/bench.py --book          # also time the default test command, per chapter (about 10 minutes)
 
 Peers: smalldiffusion 0.5.0 (installed by `make setup` into .bench/upstream with --no-deps and run in its own
@@ -151,8 +152,64 @@ def w_arch(impl, size):
     secs = time.perf_counter() - t0
     return dict(seconds=secs, images_per_s=B * size['iters'] / secs, params=params)
 
+def w_toy_time_to_quality(impl, size):
+    """Chapter 8's model and data, single-threaded, trained with the book's recipe ('book': batches of 500 drawn with
+    replacement, one-cycle LR peaking at 1e-2) or smalldiffusion 0.5's settings ('v05_settings': the example's
+    full-batch DataLoader, `training_loop` defaults, AdamW at 1e-3). Returns chapter 8's quality d against CPU seconds
+    (`time.process_time`), measured every few steps with the evaluation excluded from the clock."""
+    import math, numpy as np, torch
+    from torch.utils.data import DataLoader, RandomSampler
+    from torch.optim.lr_scheduler import OneCycleLR
+    from accelerate import Accelerator
+    from smalldiffusion import Swissroll, TimeInputMLP, ScheduleLogLinear, IdealDenoiser, training_loop, samples
+    torch.set_num_threads(1)
+    dataset = Swissroll(np.pi/2, 5*np.pi, 100)
+    curve = Swissroll(np.pi/2, 5*np.pi, size['curve']).vals
+    schedule = ScheduleLogLinear(N=200, sigma_min=0.005, sigma_max=10)
+    acc = Accelerator(cpu=True)
+    def nn_dist(x, ref): return torch.cdist(x, ref).min(1).values.mean().item()
+    def d(x): return (nn_dist(x, curve) + nn_dist(curve, x)) / 2          # mean of precision and coverage
+    def quality(model):                                                     # leaves the training RNG stream alone
+        rng = torch.get_rng_state(); torch.manual_seed(0)
+        *_, x = samples(model, schedule.sample_sigmas(20), gam=2, batchsize=size['n'], accelerator=acc)
+        torch.set_rng_state(rng)
+        return d(x)
+    torch.manual_seed(0)
+    model = TimeInputMLP(hidden_dims=(16, 128, 128, 128, 128, 16))
+    if impl == 'book':
+        steps, lr, bs = size['book_steps'], 1e-2, 500
+        loader = DataLoader(dataset, batch_size=bs, sampler=RandomSampler(dataset, replacement=True, num_samples=bs))
+    else:
+        steps, lr = size['v05_steps'], 1e-3
+        loader = DataLoader(dataset, batch_size=2048)
+    every = max(1, steps // size['evals'])
+    points, cpu, lr_sched = [], 0.0, None
+    t0 = time.process_time()
+    for k, ns in enumerate(training_loop(loader, model, schedule, epochs=steps, lr=lr, accelerator=acc)):
+        if impl == 'book':
+            if lr_sched is None: lr_sched = OneCycleLR(ns.optimizer, max_lr=lr, total_steps=steps)
+            else: lr_sched.step()
+        if k % every == 0:                   # k updates done so far
+            cpu += time.process_time() - t0
+            points.append([cpu, k, quality(model)])
+            t0 = time.process_time()
+    cpu += time.process_time() - t0          # the last update ran when the loop resumed the generator
+    points.append([cpu, steps, quality(model)])
+    out = dict(seconds=cpu, points=points, steps=steps)
+    if impl == 'book':                       # the controls, measured the same way
+        g = torch.Generator().manual_seed(0)
+        r = dataset.vals.norm(dim=1).max() * torch.rand(size['n'], generator=g).sqrt()
+        th = 2 * math.pi * torch.rand(size['n'], generator=g)
+        ideal = IdealDenoiser(dataset)
+        out['controls'] = {'uniform disc': d(torch.stack([r * th.cos(), r * th.sin()], 1)), 'ideal denoiser': quality(ideal)}
+    return out
+
 WORKLOADS = dict(toy_train=w_toy_train, sample_ideal=w_sample_ideal, sample_dit=w_sample_dit,
                  ideal_scale=w_ideal_scale, arch=w_arch)
+# Time-to-quality workloads: one run per recipe, a quality curve against CPU seconds, stored under
+# results['time_to_quality'][name] = {'measure', 'curves': {impl: [[cpu_s, quality], ...]}, 'ratio', ...}.
+TIME_TO_QUALITY = dict(toy_time_to_quality=w_toy_time_to_quality)
+ALL_WORKLOADS = {**WORKLOADS, **TIME_TO_QUALITY}
 
 # ---------------------------------------------------------------- the plan: which implementations, at which sizes
 def plan(tiny):
@@ -186,7 +243,7 @@ def run_workers(items, impl, timeout):
         env['PYTHONPATH'] = str(UPSTREAM)
     code = (f"import sys, json; sys.path.insert(0, {str(ROOT/'tools')!r}); import bench, smalldiffusion\n"
             f"for wl, size in {items!r}:\n"
-            f"    r = bench.WORKLOADS[wl]({impl!r}, size); r['package'] = smalldiffusion.__file__\n"
+            f"    r = bench.ALL_WORKLOADS[wl]({impl!r}, size); r['package'] = smalldiffusion.__file__\n"
             "    print('RESULT' + json.dumps(r), flush=True)")
     with tempfile.TemporaryDirectory() as d:   # outside the checkout, so only PYTHONPATH / the install decides
         r = subprocess.run([sys.executable, '-c', code], cwd=d, env=env, capture_output=True, text=True, timeout=timeout)
@@ -194,6 +251,31 @@ def run_workers(items, impl, timeout):
     res = [json.loads(l[6:]) for l in r.stdout.splitlines() if l.startswith('RESULT')]
     for x in res: assert (str(UPSTREAM) in x.pop('package')) == (impl == 'upstream'), 'wrong package imported'
     return res
+
+TTQ_NAMES = {'book': 'book recipe', 'v05_settings': 'smalldiffusion 0.5 settings'}
+
+def time_to_quality(tiny, timeout):
+    "Run the toy time-to-quality workload, one fresh process per recipe, one after the other."
+    size = (dict(book_steps=20, v05_steps=20, evals=2, n=100, curve=2000) if tiny else
+            dict(book_steps=3000, v05_steps=15000, evals=20, n=2000, curve=20_000))
+    runs = {impl: run_worker('toy_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
+    curves = {TTQ_NAMES[i]: [[p[0], p[2]] for p in r['points']] for i, r in runs.items()}
+    ours, ref = TTQ_NAMES['book'], TTQ_NAMES['v05_settings']
+    target = max(curves[ours][-1][1], curves[ref][-1][1])   # a quality both runs reach by their end
+    first = lambda c: next(t for t, q in c if q <= target)
+    t_ours, t_ref = first(curves[ours]), first(curves[ref])
+    return dict(measure="chapter 8's d: mean of precision and coverage against Swissroll(pi/2, 5pi, "
+                        f"{size['curve']}), {size['n']} samples, 20 steps, gamma=2, seed 0 (lower is better)",
+                x='CPU seconds of the training process (time.process_time, evaluation excluded), one thread',
+                curves=curves, steps={TTQ_NAMES[i]: [p[1] for p in r['points']] for i, r in runs.items()},
+                controls=runs['book']['controls'], ours=ours, reference=ref,
+                settings={ours: f"batches of 500 drawn with replacement, AdamW, one-cycle LR peaking at 1e-2, "
+                                f"{size['book_steps']} steps",
+                          ref: f"DataLoader(batch_size=2048) over the 100 points, training_loop defaults "
+                               f"(AdamW, lr 1e-3), {size['v05_steps']} steps"},
+                target=target, target_rule='the worse of the two final qualities (normally the 0.5 settings\' end point)',
+                time_to_target={ours: t_ours, ref: t_ref},
+                ratio=t_ref / t_ours if t_ours > 0 else None, ratio_meaning=f'CPU seconds to reach the target, {ref} / {ours}')
 
 def summarise(vals):
     return dict(min=min(vals), median=statistics.median(vals), max=max(vals), n=len(vals))
@@ -227,7 +309,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--tiny', action='store_true', help='tiny sizes: a quick check that every workload runs')
     ap.add_argument('--repeats', type=int, default=None, help='repeats per implementation (default 5; 1 with --tiny)')
-    ap.add_argument('--only', nargs='*', default=None, choices=list(WORKLOADS), help='run only these workloads')
+    ap.add_argument('--only', nargs='*', default=None, choices=list(ALL_WORKLOADS), help='run only these workloads '
+                    '(time-to-quality ones alone are merged into the existing results file at --out)')
     ap.add_argument('--book', action='store_true', help='also time the default test command, per chapter')
     ap.add_argument('--book-times', default=None, help='instead of --book, reuse the per-chapter times a test run '
                     'already wrote (e.g. _build/test_times.json from `make test` on this machine)')
@@ -264,7 +347,20 @@ def main():
         o = stats['ours']['seconds']['median']
         print(f"{item['label']:38s} ours {o:8.3f} s  " +
               '  '.join(f"{i}: {o/s['seconds']['median']:.2f}×" for i, s in stats.items() if i != 'ours'), flush=True)
+    ttq = {name: time_to_quality(a.tiny, a.timeout) for name in TIME_TO_QUALITY if not a.only or name in a.only}
+    for name, r in ttq.items():
+        print(f"{name}: {r['reference']} reach d = {r['target']:.4f} in {r['time_to_target'][r['reference']]:.1f} CPU s, "
+              f"{r['ours']} in {r['time_to_target'][r['ours']]:.1f} CPU s: ratio {r['ratio']:.2f}", flush=True)
+    if ttq and not items:   # only time-to-quality workloads: merge into the existing results file
+        report = json.loads(out.read_text()) if out.exists() else dict(machine=machine(), repeats=repeats, tiny=a.tiny, results=[])
+        report.setdefault('time_to_quality', {}).update({k: dict(v, machine=machine()) for k, v in ttq.items()})
+        tmp = out.with_suffix('.tmp')
+        tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out)
+        print(f'merged {sorted(ttq)} into {out}'); return
     report = dict(machine=machine(), repeats=repeats, tiny=a.tiny, results=results)
+    old_ttq = json.loads(out.read_text()).get('time_to_quality', {}) if out.exists() and not a.tiny else {}
+    merged = {**old_ttq, **{k: dict(v, machine=machine()) for k, v in ttq.items()}}
+    if merged: report['time_to_quality'] = merged
     if a.book: report['book'] = book_times(timeout=3600)
     elif a.book_times:
         t = json.loads(Path(a.book_times).read_text())
