@@ -273,7 +273,7 @@ def time_to_quality(tiny, timeout):
                                 f"{size['book_steps']} steps",
                           ref: f"DataLoader(batch_size=2048) over the 100 points, training_loop defaults "
                                f"(AdamW, lr 1e-3), {size['v05_steps']} steps"},
-                target=target, target_rule='the worse of the two final qualities (normally the 0.5 settings\' end point)',
+                target=target, target_rule='the worse of the two final qualities',
                 time_to_target={ours: t_ours, ref: t_ref},
                 ratio=t_ref / t_ours if t_ours > 0 else None, ratio_meaning=f'CPU seconds to reach the target, {ref} / {ours}')
 
