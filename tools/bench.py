@@ -4,6 +4,7 @@
     python tools/bench.py --tiny          # a tiny version of every workload (seconds): checks that the code runs
     python tools/bench.py --only toy_train arch --repeats 3
     python tools/bench.py --only toy_time_to_quality   # quality against CPU seconds, merged into bench/results.json
+    python tools/bench.py --only image_time_to_quality # the same for the FashionMNIST U-Net's quick model (~10 min)
     python tools/bench.py --book          # also time the default test command, per chapter (about 10 minutes)
 
 Peers: smalldiffusion 0.5.0 (installed by `make setup` into .bench/upstream with --no-deps and run in its own
@@ -204,11 +205,83 @@ def w_toy_time_to_quality(impl, size):
         out['controls'] = {'uniform disc': d(torch.stack([r * th.cos(), r * th.sin()], 1)), 'ideal denoiser': quality(ideal)}
     return out
 
+def w_image_time_to_quality(impl, size):
+    """The FashionMNIST U-Net chapter's quick model (`Scaled(PredV(Unet))` at 14×14) on real FashionMNIST, single-threaded,
+    trained with the quick preset's recipe ('book': AdamW, one-cycle LR peaking at the preset's lr, EMA of the weights,
+    samples drawn with the EMA weights) or smalldiffusion 0.5's `training_loop` defaults ('v05_settings': AdamW at a
+    constant 1e-3, no EMA). One unrolled loop serves both (the steps of `training_loop`: train mode, zero_grad,
+    `generate_train_sample`, the model's `get_loss`, backward, AdamW step), on the same initial weights, the same
+    seeded shuffle of the training images and the same noise. Returns the Fréchet distance of samples to held-out
+    images, in the features of a classifier trained in this process, against CPU seconds (`time.process_time`),
+    measured every few steps with the evaluation excluded from the clock."""
+    import torch
+    from torch_ema import ExponentialMovingAverage
+    from smalldiffusion.diffusion import generate_train_sample
+    from smalldiffusion.recipes.fashion_mnist_unet import RECIPE
+    from smalldiffusion.recipes.common import (fashion_mnist_images, fetch_fashion_mnist, draw_samples, train_classifier,
+                                               feature_stats, frechet_distance, gaussian_images)
+    torch.set_num_threads(1)
+    p = RECIPE.presets['quick']
+    root = ROOT/'datasets'
+    if not (root/'FashionMNIST'/'raw'/'train-images-idx3-ubyte').exists(): fetch_fashion_mnist(root)
+    px = p.image_size or 28
+    x, y = fashion_mnist_images(root, train=True, size=px)
+    held, _ = fashion_mnist_images(root, train=False, size=px)
+    if size.get('n_train'): x, y = x[:size['n_train']], y[:size['n_train']]
+    n, bs, steps = size['n'], size['batch'], size['steps']
+    perm = torch.randperm(len(held), generator=torch.Generator().manual_seed(0))
+    real, other = held[perm[:n]], held[perm[n:2 * n]]
+    clf, clf_acc = train_classifier(x, y, epochs=size['clf_epochs'], held_out=0.1, seed=0)
+    ref = feature_stats(clf, real)
+    fd = lambda imgs: frechet_distance(*feature_stats(clf, imgs), *ref)
+    def quality(model, ema=None):              # leaves the training RNG stream alone
+        rng = torch.get_rng_state()
+        imgs = draw_samples(model, p.schedule, size['sample_steps'], 2., n, ema=ema, seed=0).clamp(-1, 1)
+        torch.set_rng_state(rng)
+        return fd(imgs)
+    torch.manual_seed(0)
+    model = p.model()
+    get_loss = type(model).get_loss
+    if impl == 'book':
+        opt = torch.optim.AdamW(model.parameters(), lr=p.lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps)
+        ema = ExponentialMovingAverage(model.parameters(), decay=p.ema_decay)
+    else:
+        opt, sched, ema = torch.optim.AdamW(model.parameters(), lr=1e-3), None, None
+    g = torch.Generator().manual_seed(1)      # the shuffle of the training images, the same for both recipes
+    batches = iter(())
+    every = max(1, steps // size['evals'])
+    points, cpu = [], 0.0
+    t0 = time.process_time()
+    for k in range(steps + 1):                # k updates done so far
+        if k % every == 0 or k == steps:
+            cpu += time.process_time() - t0
+            points.append([cpu, k, quality(model, ema)])
+            t0 = time.process_time()
+        if k == steps: break
+        idx = next(batches, None)
+        if idx is None:
+            batches = iter(torch.randperm(len(x), generator=g).split(bs)); idx = next(batches)
+        model.train(); opt.zero_grad()
+        x0, sigma, eps, _ = generate_train_sample(x[idx], p.schedule)
+        get_loss(model, x0, sigma, eps).backward()
+        opt.step()
+        if sched is not None: sched.step()
+        if ema is not None: ema.update()
+    out = dict(seconds=cpu, points=points, steps=steps, classifier_accuracy=clf_acc, image_size=px, lr=p.lr,
+               ema_decay=p.ema_decay, params=sum(q.numel() for q in model.parameters()))
+    if impl == 'book':                        # the controls, measured the same way
+        torch.manual_seed(0)
+        out['controls'] = {'real held-out images (floor)': fd(other),
+                           'Gaussian fitted to the training pixels': fd(gaussian_images(x, n)),
+                           'untrained model': quality(p.model())}
+    return out
+
 WORKLOADS = dict(toy_train=w_toy_train, sample_ideal=w_sample_ideal, sample_dit=w_sample_dit,
                  ideal_scale=w_ideal_scale, arch=w_arch)
 # Time-to-quality workloads: one run per recipe, a quality curve against CPU seconds, stored under
 # results['time_to_quality'][name] = {'measure', 'curves': {impl: [[cpu_s, quality], ...]}, 'ratio', ...}.
-TIME_TO_QUALITY = dict(toy_time_to_quality=w_toy_time_to_quality)
+TIME_TO_QUALITY = dict(toy_time_to_quality=w_toy_time_to_quality, image_time_to_quality=w_image_time_to_quality)
 ALL_WORKLOADS = {**WORKLOADS, **TIME_TO_QUALITY}
 
 # ---------------------------------------------------------------- the plan: which implementations, at which sizes
@@ -254,28 +327,62 @@ def run_workers(items, impl, timeout):
 
 TTQ_NAMES = {'book': 'book recipe', 'v05_settings': 'smalldiffusion 0.5 settings'}
 
-def time_to_quality(tiny, timeout):
-    "Run the toy time-to-quality workload, one fresh process per recipe, one after the other."
-    size = (dict(book_steps=20, v05_steps=20, evals=2, n=100, curve=2000) if tiny else
-            dict(book_steps=3000, v05_steps=15000, evals=20, n=2000, curve=20_000))
-    runs = {impl: run_worker('toy_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
+def _ratio_entry(runs, size):
+    "Curves, target, time to target and ratio from the two runs of a time-to-quality workload."
     curves = {TTQ_NAMES[i]: [[p[0], p[2]] for p in r['points']] for i, r in runs.items()}
     ours, ref = TTQ_NAMES['book'], TTQ_NAMES['v05_settings']
     target = max(curves[ours][-1][1], curves[ref][-1][1])   # a quality both runs reach by their end
     first = lambda c: next(t for t, q in c if q <= target)
     t_ours, t_ref = first(curves[ours]), first(curves[ref])
-    return dict(measure="chapter 8's d: mean of precision and coverage against Swissroll(pi/2, 5pi, "
+    return dict(curves=curves, steps={TTQ_NAMES[i]: [p[1] for p in r['points']] for i, r in runs.items()},
+                controls=runs['book']['controls'], ours=ours, reference=ref,
+                target=target, target_rule='the worse of the two final qualities',
+                time_to_target={ours: t_ours, ref: t_ref},
+                ratio=t_ref / t_ours if t_ours > 0 else None, ratio_meaning=f'CPU seconds to reach the target, {ref} / {ours}')
+
+def time_to_quality(name, tiny, timeout):
+    "Run the time-to-quality workload `name`, one fresh process per recipe."
+    return dict(toy_time_to_quality=_toy_ttq, image_time_to_quality=_image_ttq)[name](tiny, timeout)
+
+def _toy_ttq(tiny, timeout):
+    "Chapter 8's toy: the two recipes one after the other."
+    size = (dict(book_steps=20, v05_steps=20, evals=2, n=100, curve=2000) if tiny else
+            dict(book_steps=3000, v05_steps=15000, evals=20, n=2000, curve=20_000))
+    runs = {impl: run_worker('toy_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
+    ours, ref = TTQ_NAMES['book'], TTQ_NAMES['v05_settings']
+    return dict(quality="chapter 8's d", measure="chapter 8's d: mean of precision and coverage against Swissroll(pi/2, 5pi, "
                         f"{size['curve']}), {size['n']} samples, 20 steps, gamma=2, seed 0 (lower is better)",
                 x='CPU seconds of the training process (time.process_time, evaluation excluded), one thread',
-                curves=curves, steps={TTQ_NAMES[i]: [p[1] for p in r['points']] for i, r in runs.items()},
-                controls=runs['book']['controls'], ours=ours, reference=ref,
                 settings={ours: f"batches of 500 drawn with replacement, AdamW, one-cycle LR peaking at 1e-2, "
                                 f"{size['book_steps']} steps",
                           ref: f"DataLoader(batch_size=2048) over the 100 points, training_loop defaults "
                                f"(AdamW, lr 1e-3), {size['v05_steps']} steps"},
-                target=target, target_rule='the worse of the two final qualities',
-                time_to_target={ours: t_ours, ref: t_ref},
-                ratio=t_ref / t_ours if t_ours > 0 else None, ratio_meaning=f'CPU seconds to reach the target, {ref} / {ours}')
+                **_ratio_entry(runs, size))
+
+def _image_ttq(tiny, timeout):
+    "The FashionMNIST U-Net's quick model: the two recipes as two single-threaded processes at the same time."
+    from concurrent.futures import ThreadPoolExecutor
+    size = (dict(steps=4, batch=16, evals=2, n=20, sample_steps=4, n_train=512, clf_epochs=1) if tiny else
+            dict(steps=600, batch=128, evals=6, n=300, sample_steps=20, n_train=None, clf_epochs=2))
+    with ThreadPoolExecutor(len(TTQ_NAMES)) as pool:   # each worker uses one thread; they share nothing
+        futs = {impl: pool.submit(run_worker, 'image_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
+        runs = {impl: f.result() for impl, f in futs.items()}
+    ours, ref = TTQ_NAMES['book'], TTQ_NAMES['v05_settings']
+    b, px = runs['book'], runs['book']['image_size']
+    return dict(quality='Fréchet distance', measure=f"Fréchet distance of {size['n']} samples ({size['sample_steps']} steps, gamma=2, seed 0, clamped "
+                        f"to [-1, 1]) to {size['n']} held-out FashionMNIST images at {px}×{px}, in the features of a "
+                        f"classifier trained in each process on the training images "
+                        f"(held-out accuracy {b['classifier_accuracy']:.3f}) (lower is better)",
+                x='CPU seconds of the training process (time.process_time, evaluation excluded), one thread; '
+                  'the two recipes ran as two processes at the same time',
+                model=f"RECIPE.presets['quick'].model() of smalldiffusion.recipes.fashion_mnist_unet, {b['params']:,} parameters",
+                settings={ours: f"the quick preset's recipe: AdamW, OneCycleLR peaking at {b['lr']:g} stepped per batch, "
+                                f"EMA decay {b['ema_decay']:g}, samples with the EMA weights; {size['steps']} steps of "
+                                f"batch {size['batch']}",
+                          ref: f"smalldiffusion 0.5's training_loop defaults (as an unrolled loop): AdamW at a constant "
+                               f"lr 1e-3, no EMA; {size['steps']} steps of batch {size['batch']}"},
+                data_order='the same seeded shuffle of the training images and the same initial weights for both',
+                **_ratio_entry(runs, size))
 
 def summarise(vals):
     return dict(min=min(vals), median=statistics.median(vals), max=max(vals), n=len(vals))
@@ -347,10 +454,11 @@ def main():
         o = stats['ours']['seconds']['median']
         print(f"{item['label']:38s} ours {o:8.3f} s  " +
               '  '.join(f"{i}: {o/s['seconds']['median']:.2f}×" for i, s in stats.items() if i != 'ours'), flush=True)
-    ttq = {name: time_to_quality(a.tiny, a.timeout) for name in TIME_TO_QUALITY if not a.only or name in a.only}
+    ttq = {name: time_to_quality(name, a.tiny, a.timeout) for name in TIME_TO_QUALITY if not a.only or name in a.only}
     for name, r in ttq.items():
-        print(f"{name}: {r['reference']} reach d = {r['target']:.4f} in {r['time_to_target'][r['reference']]:.1f} CPU s, "
-              f"{r['ours']} in {r['time_to_target'][r['ours']]:.1f} CPU s: ratio {r['ratio']:.2f}", flush=True)
+        ratio = 'not available' if r['ratio'] is None else f"{r['ratio']:.2f}"
+        print(f"{name}: {r['reference']} reach {r['target']:.4f} in {r['time_to_target'][r['reference']]:.1f} CPU s, "
+              f"{r['ours']} in {r['time_to_target'][r['ours']]:.1f} CPU s: ratio {ratio}", flush=True)
     if ttq and not items:   # only time-to-quality workloads: merge into the existing results file
         report = json.loads(out.read_text()) if out.exists() else dict(machine=machine(), repeats=repeats, tiny=a.tiny, results=[])
         report.setdefault('time_to_quality', {}).update({k: dict(v, machine=machine()) for k, v in ttq.items()})
