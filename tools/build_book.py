@@ -9,6 +9,7 @@ Quarto when a `quarto` binary is on PATH, otherwise with smalldocs; (4) vendor K
 offline; (5) replace docs/ (or --out) only when every step succeeded, and regenerate README.md.
 """
 import argparse, hashlib, os, re, shutil, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from nbutil import ROOT, NBS, chapters, run_env
@@ -19,28 +20,34 @@ VENDOR = ROOT/'tools'/'vendor'/'katex'
 
 def log(msg): print(msg, flush=True)
 
-def execute(src_dir, flags, only, timeout, reuse=False):
+def execute(src_dir, flags, only, timeout, reuse=False, jobs=1):
     """Copy the notebooks to _build/nbs and execute the chapters there, in order. Each successful execution is
-    cached in _build/executed with the hash of its source; with `reuse`, an unchanged chapter is not run again."""
+    cached in _build/executed with the hash of its source; with `reuse`, an unchanged chapter is not run again.
+    `jobs` chapters run at the same time (each in its own process; the chapters' small models run single-threaded)."""
     dest, cache = BUILD/'nbs', BUILD/'executed'
     if dest.exists(): shutil.rmtree(dest)
     shutil.copytree(src_dir, dest, ignore=shutil.ignore_patterns('.ipynb_checkpoints', '_tmp', 'sidebar.yml'))
     if flags is None: return dest
     cache.mkdir(parents=True, exist_ok=True)
-    for nb in chapters(src_dir):
-        if only and nb.name not in only: continue
+    def run(nb):
         key = hashlib.sha256(nb.read_bytes() + ' '.join(flags).encode()).hexdigest()
         hit = cache/nb.name, cache/(nb.name + '.sha256')
         if reuse and hit[1].exists() and hit[1].read_text() == key:
-            shutil.copy(hit[0], dest/nb.name); log(f'  reused   {nb.name}'); continue
+            shutil.copy(hit[0], dest/nb.name); log(f'  reused   {nb.name}'); return None
         t0 = time.time()
         r = subprocess.run([sys.executable, str(ROOT/'tools'/'exec_nb.py'), str(dest/nb.name), str(dest/nb.name),
                             '--flags', ' '.join(flags)], env=run_env(), timeout=timeout, capture_output=True, text=True)
-        if r.returncode:
-            sys.stderr.write(r.stdout[-4000:] + r.stderr[-8000:])
-            raise SystemExit(f'build stopped: {nb.name} failed (docs/ left as it was)')
+        if r.returncode: return f'{nb.name} failed:\n' + r.stdout[-4000:] + r.stderr[-8000:]
         shutil.copy(dest/nb.name, hit[0]); hit[1].write_text(key)
         log(f'  executed {nb.name:32s} {time.time()-t0:6.1f} s')
+    todo = [nb for nb in chapters(src_dir) if not only or nb.name in only]
+    last = BUILD/'test_times.json'       # the longest chapters first (times of the last test run, if any)
+    prev = __import__('json').loads(last.read_text())['times'] if last.exists() else {}
+    todo.sort(key=lambda nb: -prev.get(nb.name, 0))
+    with ThreadPoolExecutor(max(jobs, 1)) as pool: errors = [e for e in pool.map(run, todo) if e]
+    if errors:
+        sys.stderr.write('\n'.join(errors))
+        raise SystemExit(f'build stopped: {len(errors)} chapter(s) failed (docs/ left as it was)')
     return dest
 
 def process(nb_dir):
@@ -81,6 +88,7 @@ def main():
     p.add_argument('--timeout', type=int, default=1800, help='seconds allowed per chapter')
     p.add_argument('--reuse', action='store_true', help='do not re-run chapters whose source is unchanged since '
                    'their last successful execution here (_build/executed)')
+    p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='chapters executed at the same time')
     a = p.parse_args()
     flags = None if a.no_exec else (a.flags.split() if a.flags is not None else [])
     if flags is not None and a.flags is None:
@@ -90,7 +98,7 @@ def main():
         except ImportError: pass
     t0 = time.time()
     log(f'book: executing chapters (flags: {flags})' if flags is not None else 'book: rendering without executing')
-    nb_dir = execute(Path(a.src), flags, a.only, a.timeout, a.reuse)
+    nb_dir = execute(Path(a.src), flags, a.only, a.timeout, a.reuse, a.jobs)
     log('book: processing notebooks (nbdev)'); proc = process(nb_dir)
     log('book: rendering site'); site = render(proc)
     if not (site/'index.html').exists(): raise SystemExit(f'render produced no index.html in {site}')
