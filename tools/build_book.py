@@ -8,7 +8,7 @@ available); (2) run nbdev's notebook processors (show_doc, directives) into _pro
 Quarto when a `quarto` binary is on PATH, otherwise with smalldocs; (4) vendor KaTeX so maths renders
 offline; (5) replace docs/ (or --out) only when every step succeeded, and regenerate README.md.
 """
-import argparse, hashlib, os, re, shutil, subprocess, sys, time
+import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,7 +42,9 @@ def execute(src_dir, flags, only, timeout, reuse=False, jobs=1):
         log(f'  executed {nb.name:32s} {time.time()-t0:6.1f} s')
     todo = [nb for nb in chapters(src_dir) if not only or nb.name in only]
     last = BUILD/'test_times.json'       # the longest chapters first (times of the last test run, if any)
-    prev = __import__('json').loads(last.read_text())['times'] if last.exists() else {}
+    bench = ROOT/'bench'/'results.json'  # else the test times committed with the benchmarks
+    prev = (json.loads(last.read_text())['times'] if last.exists() else
+            json.loads(bench.read_text()).get('book', {}).get('times', {}) if bench.exists() else {})
     todo.sort(key=lambda nb: -prev.get(nb.name, 0))
     with ThreadPoolExecutor(max(jobs, 1)) as pool: errors = [e for e in pool.map(run, todo) if e]
     if errors:

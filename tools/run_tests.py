@@ -113,8 +113,9 @@ def main():
         run_chapter(nb, a.flags.split(), min(a.timeout, int(left)))
     todo = [nb for nb in chapters() if not a.only or nb.name in a.only]
     # the longest chapters first, so that the last ones to finish are short (times of the previous run, if any)
-    last = ROOT/'_build'/'test_times.json'
-    prev = json.loads(last.read_text())['times'] if last.exists() else {}
+    last, bench = ROOT/'_build'/'test_times.json', ROOT/'bench'/'results.json'   # this checkout's last run, else the committed one
+    prev = (json.loads(last.read_text())['times'] if last.exists() else
+            json.loads(bench.read_text()).get('book', {}).get('times', {}) if bench.exists() else {})
     todo.sort(key=lambda nb: -prev.get(nb.name, 0))
     with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_one, todo))
     times = {n: round(s, 1) for n, _, s, _ in results}
