@@ -96,7 +96,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument('--flags', default='', help='flagged cells to run too, e.g. "gpu slow"')
     p.add_argument('--only', nargs='*', default=None, help='run only these chapters (and skip the project checks)')
-    p.add_argument('--timeout', type=int, default=420, help='seconds allowed per chapter')
+    p.add_argument('--timeout', type=int, default=600, help='seconds allowed per chapter')
     p.add_argument('--budget', type=int, default=1200, help='seconds allowed for all chapters together')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='chapters run at the same time')
     a = p.parse_args()
