@@ -2,7 +2,7 @@
 
 d = { 'settings': { 'branch': 'main',
                 'doc_baseurl': '/',
-                'doc_host': 'https://smalldiffusion-book.github.io',
+                'doc_host': '',
                 'git_url': 'https://github.com/smalldiffusion-book/smalldiffusion-book',
                 'lib_path': 'smalldiffusion'},
   'syms': { 'smalldiffusion.data': { 'smalldiffusion.data.DatasaurusDozen': ('toy_data.html#datasaurusdozen', 'smalldiffusion/data.py'),

@@ -12,7 +12,7 @@ import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from nbutil import ROOT, NBS, chapters, run_env
+from nbutil import ROOT, NBS, chapters, run_env, mark_flagged, page_name, untex
 
 BUILD, PROC = ROOT/'_build', ROOT/'_proc'
 KATEX_CDN = 'https://cdn.jsdelivr.net/npm/katex@0.16.11/dist'
@@ -53,21 +53,186 @@ def execute(src_dir, flags, only, timeout, reuse=False, jobs=1):
     return dest
 
 def process(nb_dir):
-    "nbdev's processors (show_doc cells, hidden cells, directives) into _proc/."
+    """nbdev's processors (show_doc cells, hidden cells, directives) into _proc/, with the book's API renderer
+    (`renderer`, an nbdev setting given through nbdev's user config so that only the site build uses it); then the
+    pages take the names nbdev links to (`output-file`, which Quarto reads and smalldocs does not)."""
     from nbdev.serve import proc_nbs
+    for nb in chapters(nb_dir): mark_flagged(nb)       # a badge above each flagged cell: not run here, or run, and with what
+    cfg = BUILD/'nbdev-config'
+    (cfg/'nbdev').mkdir(parents=True, exist_ok=True)
+    (cfg/'nbdev'/'settings.ini').write_text('[DEFAULT]\nrenderer = nbutil.BookDocRenderer\n')
     if PROC.exists(): shutil.rmtree(PROC)
-    cwd = os.getcwd(); os.chdir(ROOT)
+    cwd, xdg = os.getcwd(), os.environ.get('XDG_CONFIG_HOME')
+    os.chdir(ROOT); os.environ['XDG_CONFIG_HOME'] = str(cfg)
     try: proc_nbs(path=str(nb_dir), force=True, n_workers=0)
-    finally: os.chdir(cwd)
+    finally:
+        os.chdir(cwd)
+        if xdg is None: os.environ.pop('XDG_CONFIG_HOME', None)
+        else: os.environ['XDG_CONFIG_HOME'] = xdg
+    anchor_symbols(PROC, name_pages(PROC))
     return PROC
 
+def anchor_symbols(proc, names):
+    """nbdev links every exported name in backticks to `page.html#name`, but only names with a show_doc block get a
+    heading of that id (methods and private helpers do not): give the others an anchor at the cell that defines them."""
+    import ast
+    from nbdev.doclinks import _iter_py_cells
+    from smalldocs.markdown import pandoc_id
+    cell_of = {}                                   # (notebook, anchor) -> the id of the cell defining it
+    for py in sorted((ROOT/'smalldiffusion').rglob('*.py')):
+        if py.name.startswith('_'): continue
+        try: cells = list(_iter_py_cells(py))
+        except ValueError: continue
+        for c in cells:
+            nb = names.get(Path(c.nb).name)
+            if not nb: continue
+            try: tree = ast.parse(c.code)
+            except SyntaxError: continue
+            for t in tree.body:
+                if isinstance(t, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    cell_of.setdefault((nb, t.name.lower()), c.cell_id)
+                    if isinstance(t, ast.ClassDef):
+                        for m in t.body:
+                            if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                                cell_of.setdefault((nb, f'{t.name}.{m.name}'.lower()), c.cell_id)
+    n = 0
+    for nb in proc.glob('*.ipynb'):
+        d = json.loads(nb.read_text(encoding='utf-8'))
+        heads = set()
+        for c in d['cells']:
+            texts = [''.join(c['source'])] if c['cell_type'] == 'markdown' else [
+                ''.join(o['data']['text/markdown']) for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
+            for t in texts: heads |= {pandoc_id(h) for h in re.findall(r'^#{1,6}\s+(.+?)\s*$', t, re.M)}
+        want = {}
+        for (page, anchor), cid in cell_of.items():
+            if page == nb.name and anchor not in heads: want.setdefault(cid, []).append(anchor)
+        if not want: continue
+        cells = []
+        for c in d['cells']:
+            if c.get('id') in want:
+                spans = ''.join(f'<span id="{a}"></span>' for a in sorted(want[c['id']]))
+                cells.append(dict(cell_type='markdown', id=f'a{c["id"]}'[:8], metadata={}, source=spans)); n += len(want[c['id']])
+            cells.append(c)
+        d['cells'] = cells
+        nb.write_text(json.dumps(d, indent=1, ensure_ascii=False), encoding='utf-8')
+    return n
+
+def _title(nb):
+    "A notebook's title: its front matter's, else its first level-one heading."
+    import yaml
+    for c in nb['cells']:
+        src = ''.join(c['source']) if isinstance(c['source'], list) else c['source']
+        if c['cell_type'] == 'raw':
+            m = re.match(r'\s*---\n(.*?)\n---', src, re.S)
+            try: t = (yaml.safe_load(m.group(1)) or {}).get('title') if m else None
+            except yaml.YAMLError: t = None
+            if t: return str(t).strip()
+        elif c['cell_type'] == 'markdown':
+            m = re.search(r'^#\s+(.+)$', src, re.M)
+            if m: return m.group(1).strip()
+    return None
+
+def name_pages(proc):
+    """Give each page the name nbdev's links use (`03_models.ipynb` -> `models.html`), rewrite the links between
+    pages and the sidebar to match, and number the chapters in the sidebar as their files are numbered."""
+    import yaml
+    names, titles = {}, {}
+    for nb in sorted(proc.glob('*.ipynb')):
+        new = page_name(nb.name) + '.ipynb'
+        d = json.loads(nb.read_text(encoding='utf-8'))
+        titles[new] = _title(d)
+        for c in d['cells'][:1]:   # nbdev's front matter: smalldocs would warn about output-file
+            if c['cell_type'] == 'raw':
+                c['source'] = re.sub(r'^output-file:.*\n', '', ''.join(c['source']), flags=re.M)
+        nb.write_text(json.dumps(d, indent=1, ensure_ascii=False), encoding='utf-8')
+        if new != nb.name:
+            if (proc/new).exists(): raise SystemExit(f'{nb.name} and another notebook both become {new}')
+            nb.rename(proc/new)
+        names[nb.name] = new
+    link = re.compile(r'(?<![\w/.-])(' + '|'.join(re.escape(n) for n in names) + r')(?=[#)"\'\s]|$)')
+    fix = lambda t: link.sub(lambda m: names[m.group(1)], t)
+    for nb in proc.glob('*.ipynb'):
+        d = json.loads(nb.read_text(encoding='utf-8'))
+        for c in d['cells']:
+            if c['cell_type'] == 'markdown': c['source'] = fix(''.join(c['source']))
+            for o in c.get('outputs', []):
+                md = o.get('data', {}).get('text/markdown')
+                if md: o['data']['text/markdown'] = fix(''.join(md))
+        nb.write_text(json.dumps(d, indent=1, ensure_ascii=False), encoding='utf-8')
+    qy = proc/'_quarto.yml'
+    cfg = yaml.safe_load(qy.read_text(encoding='utf-8'))
+    number = {new: re.match(r'(\d+[a-z]?)_', old).group(1) for old, new in names.items() if re.match(r'\d+[a-z]?_', old)}
+    def walk(items):
+        out = []
+        for it in items:
+            if isinstance(it, str) and it in names:
+                new = names[it]
+                t = titles.get(new)
+                if new in number and t and not t.startswith(number[new]): t = f'{number[new]} · {t}'
+                out.append(dict(href=new, text=t) if new in number and t else new)
+            elif isinstance(it, dict):
+                it = dict(it)
+                if isinstance(it.get('href'), str): it['href'] = names.get(it['href'], it['href'])
+                if isinstance(it.get('contents'), list): it['contents'] = walk(it['contents'])
+                out.append(it)
+            else: out.append(it)
+        return out
+    web = cfg.get('website', {})
+    listed = set(re.findall(r'[\w.-]+\.ipynb', qy.read_text(encoding='utf-8')))
+    def add_missing(items):   # a chapter the sidebar does not list yet goes after the chapter before it
+        for old in sorted(n for n in names if n not in listed and n in number_of):
+            prev = max((n for n in listed if n in number_of and n < old), default=None)
+            for it in items:
+                if isinstance(it, dict) and isinstance(it.get('contents'), list) and prev in it['contents']:
+                    it['contents'].insert(it['contents'].index(prev) + 1, old); listed.add(old); break
+    number_of = {old for old in names if re.match(r'\d+[a-z]?_', old)}
+    for key in ('sidebar', 'navbar'):
+        bar = web.get(key)
+        for b in (bar if isinstance(bar, list) else [bar] if isinstance(bar, dict) else []):
+            for k in ('contents', 'left', 'right'):
+                if isinstance(b.get(k), list):
+                    if key == 'sidebar': add_missing(b[k])
+                    b[k] = walk(b[k])
+    qy.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding='utf-8')
+    return names
+
+def _plain_with_maths(tokens):
+    r"smalldocs' plain text of a heading, with its maths kept between `\(` `\)` so that KaTeX renders it in the contents list."
+    from smalldocs.markdown import plain
+    out = []
+    for t in tokens or []:
+        if t.type == 'math_inline': out.append(f'\\({t.content}\\)')
+        elif t.type in ('text', 'code_inline'): out.append(t.content)
+        elif t.type in ('softbreak', 'hardbreak'): out.append(' ')
+        elif t.type == 'image': out.append(_plain_with_maths(t.children))
+    return ''.join(out)
+
 def render(proc):
-    "Quarto when it is installed; smalldocs (pure Python) otherwise. Returns the rendered folder."
+    """Quarto when it is installed; smalldocs (pure Python) otherwise. Returns the rendered folder. smalldocs drops the
+    maths delimiters from a heading's text (its contents-list entry, its search entry); the build keeps them."""
     if shutil.which('quarto'):
         subprocess.run(['quarto', 'render', '--no-cache'], cwd=proc, check=True)
     else:
-        subprocess.run([str(Path(sys.executable).parent/'smalldocs'), 'render', '--quiet', str(proc)], check=True)
+        import smalldocs.markdown, smalldocs.site
+        smalldocs.markdown.plain = _plain_with_maths
+        site = smalldocs.site.build(proc, quiet=True)
+        for w in site.warnings:
+            if 'html-math-method is ignored' not in w: log(f'  smalldocs: {w}')
     return proc/'_docs'
+
+def finish_search(site):
+    """Search entries as readable text (maths written out), and the index also as a script, `search.js`, which the
+    shim in _quarto.yml loads where a browser refuses to fetch `search.json` (a page opened from disk)."""
+    f = site/'search.json'
+    if not f.exists(): return 0
+    entries = json.loads(f.read_text(encoding='utf-8'))
+    for e in entries:
+        for k in ('title', 'section', 'text'):
+            if isinstance(e.get(k), str): e[k] = untex(e[k])
+    text = json.dumps(entries, ensure_ascii=False)
+    f.write_text(text, encoding='utf-8')
+    (site/'search.js').write_text('window.smalldocsSearchIndex = ' + text + ';\n', encoding='utf-8')
+    return len(entries)
 
 def vendor_katex(site):
     "Serve KaTeX from the site itself (site_libs/katex) instead of a CDN, so maths renders offline."
@@ -104,7 +269,7 @@ def main():
     log('book: processing notebooks (nbdev)'); proc = process(nb_dir)
     log('book: rendering site'); site = render(proc)
     if not (site/'index.html').exists(): raise SystemExit(f'render produced no index.html in {site}')
-    log(f'book: KaTeX vendored into {vendor_katex(site)} pages')
+    log(f'book: KaTeX vendored into {vendor_katex(site)} pages; {finish_search(site)} search entries')
     out = Path(a.out).resolve()
     old = out.with_name(out.name + '.old')
     if old.exists(): shutil.rmtree(old)

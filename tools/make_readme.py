@@ -20,7 +20,9 @@ def readme_text(nb_path=NBS/'index.ipynb'):
             code = '\n'.join(l for l in c.source.splitlines() if not l.lstrip().startswith('#|'))
             parts.append(f'```python\n{code.strip()}\n```')
     text = '\n\n'.join(parts)
+    text = re.sub(r'^:::.*\n', '', text, flags=re.M)   # fenced divs (page layout) mean nothing on GitHub
     text = re.sub(r'\]\(([\w.-]+\.ipynb)\)', r'](nbs/\1)', text)   # chapter links point into nbs/
+    text = re.sub(r'\]\(((?:images/)?[\w.-]+\.(?:md|png|jpg|svg))\)', r'](nbs/\1)', text)   # so do pages and pictures
     return HEADER + text + '\n'
 
 if __name__ == '__main__':

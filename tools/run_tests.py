@@ -80,6 +80,10 @@ def chk_site():
         ok = r.returncode == 0 and (Path(d)/'site'/'index.html').exists()
     return ok, '' if ok else (r.stdout[-1500:] + r.stderr[-3000:])
 
+def chk_site_pages():   # tools/check_site.py: renders the site and reads every page in headless Chromium
+    r = sh([sys.executable, 'tools/check_site.py'], timeout=1200)
+    return r.returncode == 0, '' if r.returncode == 0 else '\n' + (r.stdout[-4000:] + r.stderr[-1500:])
+
 def run_chapter(nb, flags, timeout):
     t0 = time.time()
     cmd = [str(BIN/'nbdev_test'), '--path', str(nb), '--n_workers', '0', '--do_print']
@@ -104,7 +108,7 @@ def main():
     if a.only is None:
         for name, fn in [('check: package == nbdev_export', chk_export), ('check: notebooks clean', chk_clean),
                          ('check: README from index.ipynb', chk_readme), ('check: import in fresh interpreter', chk_import),
-                         ('check: site builds', chk_site)]:
+                         ('check: site builds', chk_site), ('check: site pages (links, TeX, KaTeX, logs, search)', chk_site_pages)]:
             check(name, fn)
     t_nbs = time.time()
     def run_one(nb):

@@ -1,0 +1,234 @@
+"""Check the rendered site as a reader's browser shows it: every page is opened from disk in headless Chromium
+(Debian's `chromium`), its scripts run (KaTeX among them), and the page as it then stands is checked for
+
+  - broken local links: a file that is not there, or an `#anchor` that no element of the target page has;
+  - links to the site's own host (settings.ini `doc_host`, and the GitHub Pages address of `user`) that name no page;
+  - "source" links into this repository (`git_url`/blob/BRANCH/FILE#Lnn) whose file is missing or whose line is past its end;
+  - raw TeX left in the text (`\\command`, `$...$`, `\\(...\\)` outside code and outside what KaTeX rendered), also in
+    the contents list and in the search index;
+  - KaTeX errors (`.katex-error`);
+  - more than a few progress-bar or log lines in a page's outputs;
+  - search: a page opened from disk finds a word of the book.
+
+    python tools/check_site.py                # render the site into a temporary folder (no execution) and check it
+    python tools/check_site.py --site docs    # check a site that is already built, e.g. the committed docs/
+
+Prints one line per failing page and reason, and exits 1 when anything fails (2 when Chromium is missing)."""
+import argparse, configparser, json, os, re, shutil, subprocess, sys, tempfile, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+sys.path.insert(0, str(Path(__file__).parent))
+from nbutil import ROOT
+
+MAX_PROGRESS = 3          # progress or log lines allowed per page
+PROGRESS = re.compile(r'\d+%\|[^|]*\|'                      # tqdm bars
+                      r'|\b\d+(?:\.\d+)?\s*(?:it/s|s/it)\b'   # their rates
+                      r'|\|[█▉▊▋▌▍▎▏ ]{3,}\|'                 # a bar without its percentage
+                      r'|^\s*(?:INFO|DEBUG|WARNING)[:\s]'     # log records
+                      r'|/tmp/[\w./-]+', re.M)                # temporary paths of a build
+DELIMS = re.compile(r'\\[()\[\]]|\$\$')
+TEX = re.compile(r'\\(?:[A-Za-z]{2,}|[()\[\]{}_,;!])|\$[^$\s][^$\n]{0,80}\$|\^\{|_\{')
+
+def chromium():
+    for name in ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable'):
+        p = shutil.which(name)
+        if p: return p
+    return None
+
+def dump_dom(browser, url, budget_ms=4000, timeout=60):
+    "The page's DOM after its scripts ran, from headless Chromium."
+    cmd = [browser, '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
+           '--allow-file-access-from-files', f'--virtual-time-budget={budget_ms}', '--dump-dom', url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return r.stdout
+
+def settings():
+    c = configparser.ConfigParser(); c.read(ROOT/'settings.ini')
+    return c['DEFAULT']
+
+def own_hosts(cfg):
+    "The addresses the site itself is published at: doc_host when set, and GitHub Pages for `user`/`repo`."
+    hosts = []
+    if cfg.get('doc_host', '').strip(): hosts.append(cfg['doc_host'].strip().rstrip('/') + '/' + cfg.get('doc_baseurl', '/').strip('/'))
+    user, repo = cfg.get('user', ''), cfg.get('repo', '')
+    if user: hosts += [f'https://{user}.github.io/{repo}', f'https://{user}.github.io']
+    return [h.rstrip('/') + '/' for h in hosts]
+
+def visible_text(soup):
+    "The text a reader sees as prose: without code, scripts, styles, and maths KaTeX rendered."
+    from bs4 import BeautifulSoup
+    s = BeautifulSoup(str(soup), 'html.parser')
+    for t in s.select('script, style, pre, code, .katex, .katex-display, .katex-mathml, annotation, textarea, '
+                      '.sourceCode, .cell-output, .smalldocs-search-results'):
+        t.decompose()
+    return s.get_text(' ')
+
+class Checker:
+    def __init__(self, site, browser, jobs=1):
+        self.site, self.browser, self.jobs = Path(site).resolve(), browser, jobs
+        self.cfg = settings(); self.hosts = own_hosts(self.cfg)
+        self.git = self.cfg.get('git_url', '').rstrip('/') + f"/blob/{self.cfg.get('branch', 'main')}/"
+        self.doms, self.ids, self.failures = {}, {}, []
+
+    def fail(self, page, reason): self.failures.append((page, reason))
+
+    def load(self, pages):
+        from bs4 import BeautifulSoup
+        def one(p):
+            html = dump_dom(self.browser, p.as_uri())
+            return p, BeautifulSoup(html, 'html.parser') if html.strip() else None
+        with ThreadPoolExecutor(self.jobs) as pool:
+            for p, soup in pool.map(one, pages):
+                rel = p.relative_to(self.site).as_posix()
+                if soup is None: self.fail(rel, 'Chromium returned no page'); continue
+                self.doms[rel] = soup
+                self.ids[rel] = {t.get('id') for t in soup.find_all(id=True)} | {t.get('name') for t in soup.find_all('a', attrs={'name': True})}
+
+    def ids_of(self, rel):
+        if rel not in self.ids and (self.site/rel).suffix == '.html' and (self.site/rel).exists():
+            from bs4 import BeautifulSoup
+            s = BeautifulSoup((self.site/rel).read_text(encoding='utf-8'), 'html.parser')
+            self.ids[rel] = {t.get('id') for t in s.find_all(id=True)}
+        return self.ids.get(rel, set())
+
+    def check_target(self, page, rel, frag, href):
+        f = self.site/rel
+        if not f.exists(): self.fail(page, f'broken link {href} (no file {rel})'); return
+        if frag and f.suffix == '.html' and unquote(frag) not in self.ids_of(rel):
+            self.fail(page, f'broken anchor {href} (no id "{unquote(frag)}" in {rel})')
+
+    def check_links(self, page, soup):
+        base = (self.site/page).parent
+        for tag, attr in (('a', 'href'), ('img', 'src'), ('link', 'href'), ('script', 'src'), ('iframe', 'src')):
+            for t in soup.find_all(tag):
+                href = t.get(attr)
+                if not href or href.startswith(('mailto:', 'javascript:', 'data:')): continue
+                if t.find_parent(class_='smalldocs-search-results'): continue
+                u = urlsplit(href)
+                if u.scheme in ('http', 'https'):
+                    own = next((h for h in self.hosts if href.startswith(h)), None)
+                    if own:
+                        rest = urlsplit(href[len(own):])
+                        path = unquote(rest.path) or 'index.html'
+                        if path.endswith('/'): path += 'index.html'
+                        self.check_target(page, path, rest.fragment, href)
+                    elif self.git != '/blob/main/' and href.startswith(self.git):
+                        self.check_source(page, href)
+                    continue
+                if u.scheme == 'file' or u.scheme: continue
+                if not u.path:                                    # an anchor on this page
+                    if u.fragment and unquote(u.fragment) not in self.ids[page]:
+                        self.fail(page, f'broken anchor {href}')
+                    continue
+                target = (base/unquote(u.path)).resolve()
+                try: rel = target.relative_to(self.site).as_posix()
+                except ValueError: self.fail(page, f'link {href} leaves the site'); continue
+                if target.is_dir(): rel = (Path(rel)/'index.html').as_posix()
+                self.check_target(page, rel, u.fragment, href)
+
+    def check_source(self, page, href):
+        u = urlsplit(href)
+        rel = unquote(u.path.split(f"/blob/{self.cfg.get('branch', 'main')}/", 1)[1])
+        f = ROOT/rel
+        if not f.is_file(): self.fail(page, f'source link {href}: no file {rel} in the repository'); return
+        m = re.fullmatch(r'L(\d+)', u.fragment or '')
+        if m:
+            lines = f.read_text(encoding='utf-8').splitlines()
+            n = int(m.group(1))
+            if not 1 <= n <= len(lines): self.fail(page, f'source link {href}: {rel} has {len(lines)} lines')
+            elif not re.match(r'\s*(@|def |class |async def |\w+\s*=)', lines[n-1]):
+                self.fail(page, f'source link {href}: line {n} of {rel} starts no definition ({lines[n-1].strip()[:60]!r})')
+
+    def check_text(self, page, soup):
+        main = soup.find('main') or soup
+        found = [m.group(0) for m in TEX.finditer(visible_text(main))]
+        toc = soup.find(id='TOC')
+        if toc: found += [m.group(0) for m in TEX.finditer(visible_text(toc))]
+        side = soup.find(id='quarto-sidebar')
+        if side: found += [m.group(0) for m in TEX.finditer(visible_text(side))]
+        title = soup.find('title')
+        if title: found += [m.group(0) for m in TEX.finditer(title.get_text())]
+        if found:
+            ctx = sorted(set(found))[:6]
+            self.fail(page, f'raw TeX in the text, {len(found)} place(s): ' + ', '.join(repr(x) for x in ctx))
+        errs = soup.select('.katex-error')
+        if errs:
+            self.fail(page, f'{len(errs)} KaTeX error(s): ' + '; '.join((e.get('title') or e.get_text())[:80] for e in errs[:3]))
+        progress = []
+        for out in soup.select('.cell-output pre, .cell-output-stderr, .cell-output-stdout'):
+            for line in out.get_text().splitlines():
+                if PROGRESS.search(line): progress.append(line.strip())
+        progress = list(dict.fromkeys(progress))
+        if len(progress) > MAX_PROGRESS:
+            self.fail(page, f'{len(progress)} progress/log lines in outputs (at most {MAX_PROGRESS}), e.g. {progress[0][:70]!r}')
+
+    def check_search(self):
+        f = self.site/'search.json'
+        if not f.exists(): self.fail('search.json', 'no search index'); return
+        entries = json.loads(f.read_text(encoding='utf-8'))
+        # an entry's text holds its section's code too, where backslashes are Python: there only maths delimiters count
+        bad = [e for e in entries if TEX.search(' '.join(str(e.get(k, '')) for k in ('title', 'section')))
+               or DELIMS.search(str(e.get('text', '')))]
+        if bad: self.fail('search.json', f'{len(bad)} of {len(entries)} search entries carry raw TeX, e.g. {bad[0]["href"]}')
+        for e in entries:
+            rel, _, frag = e['href'].partition('#')
+            if not (self.site/rel).exists() or (frag and frag not in self.ids_of(rel)):
+                self.fail('search.json', f'search entry {e["href"]} points to no page or anchor'); break
+
+    def check_search_works(self):
+        "Type a word into the search box of the index page opened from disk, and count the results."
+        index = self.site/'index.html'
+        if not index.exists(): return
+        words = [w for e in json.loads((self.site/'search.json').read_text(encoding='utf-8'))[:40]
+                 for w in re.findall(r'[A-Za-z]{7,}', e.get('text', ''))][:1] or ['diffusion']
+        probe = ('<script>window.addEventListener("load", () => setTimeout(() => {'
+                 'const i = document.querySelector(".smalldocs-search input");'
+                 'if (!i) { document.title = "SEARCH:nobox"; return; }'
+                 f'i.value = {json.dumps(words[0])}; i.dispatchEvent(new Event("input"));'
+                 'setTimeout(() => { document.title = "SEARCH:" + document.querySelectorAll(".search-result").length; }, 1500);'
+                 '}, 200));</script>')
+        tmp = self.site/'_search_probe.html'
+        try:
+            tmp.write_text(index.read_text(encoding='utf-8').replace('</body>', probe + '</body>'), encoding='utf-8')
+            dom = dump_dom(self.browser, tmp.as_uri(), budget_ms=8000)
+        finally: tmp.unlink(missing_ok=True)
+        m = re.search(r'<title>SEARCH:(\w+)</title>', dom)
+        if not m or not m.group(1).isdigit() or int(m.group(1)) == 0:
+            self.fail('index.html', f'search from disk found nothing for {words[0]!r} ({m.group(1) if m else "probe did not run"})')
+
+    def run(self):
+        pages = sorted(p for p in self.site.rglob('*.html') if 'site_libs' not in p.parts and not p.name.startswith('_'))
+        self.load(pages)
+        for page, soup in self.doms.items():
+            self.check_links(page, soup); self.check_text(page, soup)
+        self.check_search(); self.check_search_works()
+        return pages
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--site', help='a built site to check (default: render one with tools/build_book.py --no-exec)')
+    p.add_argument('--jobs', type=int, default=2, help='pages loaded at the same time')
+    a = p.parse_args()
+    browser = chromium()
+    if not browser:
+        print('check_site: FAIL: no Chromium found (looked for chromium, chromium-browser, google-chrome). '
+              'Install it with `make chromium` (Debian: apt-get install chromium).')
+        sys.exit(2)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix='check-site-') as tmp:
+        site = Path(a.site) if a.site else Path(tmp)/'site'
+        if not a.site:
+            r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_book.py'), '--no-exec', '--out', str(site)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                print('check_site: FAIL: the site does not build:\n' + r.stdout[-1500:] + r.stderr[-3000:]); sys.exit(1)
+        c = Checker(site, browser, a.jobs)
+        pages = c.run()
+    for page, reason in c.failures: print(f'FAIL  {page}: {reason}')
+    bad = sorted({pg for pg, _ in c.failures})
+    print(f'check_site: {len(pages)} pages, {len(c.failures)} problem(s) on {len(bad)} page(s) in {time.time()-t0:.0f} s'
+          + (f': {", ".join(bad)}' if bad else ''))
+    sys.exit(1 if c.failures else 0)
+
+if __name__ == '__main__': main()
