@@ -8,13 +8,17 @@ gives API.md's names without importing the optional extras; the site builds (ren
 folder, docs/ untouched). Then every chapter runs under `nbdev_test` in its own process, in book order,
 with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
 (default: one per CPU core; the chapters' small models run single-threaded). Chapters see SMALLDIFFUSION_TEST=1,
-with which the image chapters train shorter runs than the book build does. Exit status is non-zero
-on any failure. Per-chapter wall times are written to _build/test_times.json."""
+with which the image chapters train shorter runs than the book build does. Chapters holding flagged cells
+(`#| gpu`, `#| slow`, `#| sd`) run once, with every flag switched on and SMALLDIFFUSION_SMOKE=1, with which those
+cells run the same code at tiny sizes on a CPU; the run ends with `flagged cells: N run in smoke mode, M failed`
+(a flagged cell of a chapter that failed counts as failed). `--flags` (a real run of flagged cells, e.g. on a GPU)
+or `--no-smoke` turn smoke mode off. Exit status is non-zero on any failure. Per-chapter wall times are written to
+_build/test_times.json."""
 import argparse, json, os, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from nbutil import ROOT, NBS, chapters, run_env
+from nbutil import ROOT, NBS, FLAGS, chapters, run_env, cell_flags
 
 BIN = Path(sys.executable).parent
 results = []   # (name, ok, seconds, detail)
@@ -84,17 +88,25 @@ def chk_site_pages():   # tools/check_site.py: renders the site and reads every 
     r = sh([sys.executable, 'tools/check_site.py'], timeout=1200)
     return r.returncode == 0, '' if r.returncode == 0 else '\n' + (r.stdout[-4000:] + r.stderr[-1500:])
 
-def run_chapter(nb, flags, timeout):
+def flagged_cells(nb):
+    "How many code cells of notebook `nb` carry one of the FLAGS."
+    cells = json.loads(Path(nb).read_text())['cells']
+    return sum(1 for c in cells if c['cell_type'] == 'code' and cell_flags(''.join(c['source'])) & set(FLAGS))
+
+def run_chapter(nb, flags, timeout, smoke=False):
     t0 = time.time()
     cmd = [str(BIN/'nbdev_test'), '--path', str(nb), '--n_workers', '0', '--do_print']
     if flags: cmd += ['--flags', ' '.join(flags)]
+    env = dict(SMALLDIFFUSION_TEST='1', **(dict(SMALLDIFFUSION_SMOKE='1') if smoke else {}))
     try:
-        r = sh(cmd, timeout=timeout, env=dict(SMALLDIFFUSION_TEST='1'))
+        r = sh(cmd, timeout=timeout, env=env)
         ok = r.returncode == 0
         detail = '' if ok else '\n' + (r.stdout[-3000:] + r.stderr[-6000:])
     except subprocess.TimeoutExpired:
         ok, detail = False, f'timed out after {timeout} s'
+    if smoke: detail = f'(smoke mode: {flagged_cells(nb)} flagged cells) ' + detail
     record(nb.name, ok, time.time()-t0, detail)
+    return ok
 
 def main():
     p = argparse.ArgumentParser()
@@ -103,7 +115,10 @@ def main():
     p.add_argument('--timeout', type=int, default=600, help='seconds allowed per chapter')
     p.add_argument('--budget', type=int, default=1200, help='seconds allowed for all chapters together')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='chapters run at the same time')
+    p.add_argument('--no-smoke', action='store_true', help='skip flagged cells instead of running them in smoke mode')
     a = p.parse_args()
+    smoke = not a.flags and not a.no_smoke
+    smoke_runs = {}   # chapter name -> (flagged cells, passed)
     t_start = time.time()
     if a.only is None:
         for name, fn in [('check: package == nbdev_export', chk_export), ('check: notebooks clean', chk_clean),
@@ -114,7 +129,9 @@ def main():
     def run_one(nb):
         left = a.budget - (time.time() - t_nbs)
         if left <= 0: record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up'); return
-        run_chapter(nb, a.flags.split(), min(a.timeout, int(left)))
+        n_flagged = flagged_cells(nb) if smoke else 0
+        if n_flagged: smoke_runs[nb.name] = (n_flagged, run_chapter(nb, list(FLAGS), min(a.timeout, int(left)), smoke=True))
+        else: run_chapter(nb, a.flags.split(), min(a.timeout, int(left)))
     todo = [nb for nb in chapters() if not a.only or nb.name in a.only]
     # the longest chapters first, so that the last ones to finish are short (times of the previous run, if any)
     last, bench = ROOT/'_build'/'test_times.json', ROOT/'bench'/'results.json'   # this checkout's last run, else the committed one
@@ -129,6 +146,10 @@ def main():
         nproc=os.cpu_count(), last_line=f'{npass} passed, {nfail} failed', flags=a.flags), indent=1))
     slow = sorted(((s, n) for n, _, s, _ in results if n.endswith('.ipynb')), reverse=True)[:3]
     print(f"\nwall time {time.time()-t_start:.0f} s; slowest chapters: " + ', '.join(f'{n} {s:.0f} s' for s, n in slow))
+    if smoke:
+        n_run, n_failed = sum(n for n, _ in smoke_runs.values()), sum(n for n, ok in smoke_runs.values() if not ok)
+        n_all = sum(flagged_cells(nb) for nb in chapters())
+        print(f'flagged cells: {n_run} run in smoke mode, {n_failed} failed' + (f' ({n_all} in nbs/)' if n_run != n_all else ''))
     print(f'{npass} passed, {nfail} failed')
     sys.exit(1 if nfail else 0)
 
