@@ -8,6 +8,7 @@ from .model import (ModelMixin, Scaled, PredX0, PredV, PredFlow, TimeInputMLP, I
                     SigmaEmbedderSinCos, CondEmbedderLabel, ConditionalMLP, TimestepEmbedder)
 from .model_dit import DiT
 from .model_unet import Unet
+from .samplers import *
 from . import data, diffusion, model, model_dit, model_unet
 
 __all__ = ['Schedule', 'ScheduleLogLinear', 'ScheduleDDPM', 'ScheduleLDM', 'ScheduleCosine', 'ScheduleSigmoid',
