@@ -568,7 +568,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
     if state is not None: ema.load_state_dict(state['ema'])
     get_loss = type(net).get_loss
     steps_left = max(args.epochs - start, 0) * len(loader)
-    losses = []                      # mean loss of each epoch of this run
+    losses, seconds = [], []         # mean loss and wall time of each epoch of this run
     pbar = tqdm(total=steps_left, disable=not (acc.is_main_process and watched), desc=recipe.name)
     for epoch in range(start, args.epochs):
         t0, total, count = time.time(), 0., 0
@@ -588,7 +588,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
             pbar.update(1)
             if watched and count % 10 == 1: pbar.set_postfix(epoch=epoch + 1, loss=f'{loss.item():.4f}', refresh=False)
         mean_loss = acc.reduce(torch.as_tensor(total / max(count, 1), device=acc.device), 'mean').item()
-        losses.append(mean_loss)
+        losses.append(mean_loss); seconds.append(time.time() - t0)   # `.item()` above waited for the device
         if acc.is_main_process:
             save_checkpoint(args.out/'checkpoint.pt', dict(
                 recipe=recipe.name, preset=args.preset, signature=model_signature(net), epoch=epoch + 1,
@@ -610,7 +610,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
         wrote = f'{args.out/"checkpoint.pt"} (epoch {args.epochs}) and ' if args.epochs > start else ''
         say(f'wrote {wrote}{args.out/"samples.png"} ({args.n_samples} samples, {args.sample_steps} steps, γ={args.gam}' + (f', cfg scale {args.cfg_scale}' if p.conditional else '') + ')')
     acc.wait_for_everyone()
-    return SimpleNamespace(model=net, ema=ema, samples=x0, losses=losses, args=args, preset=p, accelerator=acc)
+    return SimpleNamespace(model=net, ema=ema, samples=x0, losses=losses, epoch_seconds=seconds, args=args, preset=p, accelerator=acc)
 
 # %% ../../nbs/14_image_recipes.ipynb #1c9cdff8
 def image_grid(images: torch.Tensor,   # `(n, C, H, W)` in [-1, 1] (values outside are clipped)
