@@ -4,9 +4,12 @@
 
 Steps: (1) copy nbs/ to _build/nbs and execute each chapter there with its outputs saved (flagged cells
 `#| slow`, `#| gpu`, `#| sd` are skipped unless switched on with --flags; `gpu` is switched on when CUDA is
-available); (2) run nbdev's notebook processors (show_doc, directives) into _proc/; (3) render _proc/ with
-Quarto when a `quarto` binary is on PATH, otherwise with smalldocs; (4) vendor KaTeX so maths renders
-offline; (5) replace docs/ (or --out) only when every step succeeded, and regenerate README.md.
+available); (2) mark each flagged cell with a badge (not run here, or run, and the --flags it needs), run nbdev's
+notebook processors (show_doc with the book's renderer, directives) into _proc/, and give the pages the names nbdev
+links to (`03_models.ipynb` -> `models.html`), with anchors for every name nbdev links and a numbered sidebar;
+(3) render _proc/ with Quarto when a `quarto` binary is on PATH, otherwise with smalldocs; (4) vendor KaTeX so maths
+renders offline, and write the search index as readable text, also as search.js so that search works from disk;
+(5) replace docs/ (or --out) only when every step succeeded, and regenerate README.md.
 """
 import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +65,18 @@ def process(nb_dir):
     (cfg/'nbdev').mkdir(parents=True, exist_ok=True)
     (cfg/'nbdev'/'settings.ini').write_text('[DEFAULT]\nrenderer = nbutil.BookDocRenderer\n')
     if PROC.exists(): shutil.rmtree(PROC)
+    import nbdev.processors as procs
+    class exec_show_docs(procs.exec_show_docs):
+        "nbdev's: but a test cell that imports something and then needs earlier cells is skipped with a warning."
+        def __call__(self, cell):
+            try: super().__call__(cell)
+            except Exception as e:
+                if procs._show_docs(cell.parsed_() or []) or cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: raise
+                log(f'  warning: the show_doc shell skipped cell {cell.idx_} of {getattr(self.nb, "path_", "?")}: '
+                    f'{type(e.__cause__ or e).__name__}: {e.__cause__ or e} (a cell with an import runs there; '
+                    'put imports in cells of their own)')
+                self.k.exc = None
+    procs.exec_show_docs = exec_show_docs
     cwd, xdg = os.getcwd(), os.environ.get('XDG_CONFIG_HOME')
     os.chdir(ROOT); os.environ['XDG_CONFIG_HOME'] = str(cfg)
     try: proc_nbs(path=str(nb_dir), force=True, n_workers=0)
@@ -74,11 +89,12 @@ def process(nb_dir):
 
 def anchor_symbols(proc, names):
     """nbdev links every exported name in backticks to `page.html#name`, but only names with a show_doc block get a
-    heading of that id (methods and private helpers do not): give the others an anchor at the cell that defines them."""
+    heading of that id (methods and private helpers do not): give the others an anchor at the cell that defines them
+    (or, for a method whose class cell is hidden, at its class's API block)."""
     import ast
     from nbdev.doclinks import _iter_py_cells
     from smalldocs.markdown import pandoc_id
-    cell_of = {}                                   # (notebook, anchor) -> the id of the cell defining it
+    defs = {}                                      # page -> {anchor: (name it is defined under, its class or None)}
     for py in sorted((ROOT/'smalldiffusion').rglob('*.py')):
         if py.name.startswith('_'): continue
         try: cells = list(_iter_py_cells(py))
@@ -88,30 +104,50 @@ def anchor_symbols(proc, names):
             if not nb: continue
             try: tree = ast.parse(c.code)
             except SyntaxError: continue
-            for t in tree.body:
-                if isinstance(t, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    cell_of.setdefault((nb, t.name.lower()), c.cell_id)
-                    if isinstance(t, ast.ClassDef):
-                        for m in t.body:
-                            if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                                cell_of.setdefault((nb, f'{t.name}.{m.name}'.lower()), c.cell_id)
+            tops = [t for t in tree.body if isinstance(t, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            near = tuple(t.name.lower() for t in tops)   # names of the same cell: their API blocks follow it
+            for t in tops:
+                defs.setdefault(nb, {}).setdefault(t.name.lower(), (t.name, None, near))
+                if isinstance(t, ast.ClassDef):
+                    for m in t.body:
+                        if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                            defs[nb].setdefault(f'{t.name}.{m.name}'.lower(), (t.name, t.name, near))
+    # a name several pages define (each recipe's `main`): nbdev links it to the first; on a page that defines it, to its own
+    shared = {a for a in {a for v in defs.values() for a in v} if sum(a in v for v in defs.values()) > 1}
+    for nb in proc.glob('*.ipynb'):
+        own = {a for a in shared if a in defs.get(nb.name, {})}
+        if not own: continue
+        d = json.loads(nb.read_text(encoding='utf-8'))
+        relink = lambda t: re.sub(r'\]\(/([\w-]+)\.html#([\w.-]+)\)', lambda m: f'](/{nb.stem}.html#{m.group(2)})'
+                                  if m.group(2) in own else m.group(0), t)
+        for c in d['cells']:
+            if c['cell_type'] == 'markdown': c['source'] = relink(''.join(c['source']))
+            for o in c.get('outputs', []):
+                if 'text/markdown' in o.get('data', {}): o['data']['text/markdown'] = relink(''.join(o['data']['text/markdown']))
+        nb.write_text(json.dumps(d, indent=1, ensure_ascii=False), encoding='utf-8')
     n = 0
     for nb in proc.glob('*.ipynb'):
+        if nb.name not in defs: continue
         d = json.loads(nb.read_text(encoding='utf-8'))
-        heads = set()
-        for c in d['cells']:
+        heads, head_cell = set(), {}
+        for i, c in enumerate(d['cells']):
             texts = [''.join(c['source'])] if c['cell_type'] == 'markdown' else [
                 ''.join(o['data']['text/markdown']) for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
-            for t in texts: heads |= {pandoc_id(h) for h in re.findall(r'^#{1,6}\s+(.+?)\s*$', t, re.M)}
-        want = {}
-        for (page, anchor), cid in cell_of.items():
-            if page == nb.name and anchor not in heads: want.setdefault(cid, []).append(anchor)
-        if not want: continue
+            for t in texts:
+                for h in re.findall(r'^#{1,6}\s+(.+?)\s*$', t, re.M): heads.add(pandoc_id(h)); head_cell.setdefault(pandoc_id(h), i)
+        where = {}                                 # cell index -> anchors to put before it
+        for anchor, (name, cls, near) in defs[nb.name].items():
+            if anchor in heads: continue
+            pat = re.compile(rf'^(?:async\s+)?(?:def|class)\s+{re.escape(name)}\b', re.M)
+            i = next((i for i, c in enumerate(d['cells']) if c['cell_type'] == 'code' and pat.search(''.join(c['source']))), None)
+            if i is None: i = next((head_cell[x] for x in ((cls.lower(),) if cls else ()) + near if x in head_cell), None)
+            if i is not None: where.setdefault(i, []).append(anchor)
+        if not where: continue
         cells = []
-        for c in d['cells']:
-            if c.get('id') in want:
-                spans = ''.join(f'<span id="{a}"></span>' for a in sorted(want[c['id']]))
-                cells.append(dict(cell_type='markdown', id=f'a{c["id"]}'[:8], metadata={}, source=spans)); n += len(want[c['id']])
+        for i, c in enumerate(d['cells']):
+            if i in where:
+                spans = ''.join(f'<span id="{a}"></span>' for a in sorted(where[i]))
+                cells.append(dict(cell_type='markdown', id=f'anchor{i:02d}'[:8], metadata={}, source=spans)); n += len(where[i])
             cells.append(c)
         d['cells'] = cells
         nb.write_text(json.dumps(d, indent=1, ensure_ascii=False), encoding='utf-8')

@@ -133,6 +133,7 @@ class Checker:
         f = ROOT/rel
         if not f.is_file(): self.fail(page, f'source link {href}: no file {rel} in the repository'); return
         m = re.fullmatch(r'L(\d+)', u.fragment or '')
+        if u.fragment and not m: self.fail(page, f'source link {href}: "#{u.fragment}" is no line number')
         if m:
             lines = f.read_text(encoding='utf-8').splitlines()
             n = int(m.group(1))

@@ -174,6 +174,19 @@ def prepare_data(workdir, n_images):
     write_fake_cifar10(cifar, n_per_batch=math.ceil(n_images / 5))
     return dict(fashion_mnist_dit=fmnist, cifar_unet=cifar)
 
+def table(result) -> str:
+    "A Markdown table of a results file: one row per workload and implementation, with the speed-up over smalldiffusion 0.5."
+    base = {r['workload']: r['steps_per_s'] for r in result['workloads'] if r['impl'] == 'smalldiffusion-0.5'}
+    hours = lambda s: '' if s is None else f'{s / 3600:.2f} h'
+    mem = lambda g: '' if g is None else f'{g:.1f}'
+    lines = ['| workload | implementation | steps/s | images/s | × smalldiffusion 0.5 | peak GPU memory (GB) | sampling images/s | projected full run |',
+             '|---|---|---|---|---|---|---|---|']
+    for r in result['workloads']:
+        x = f"{r['steps_per_s'] / base[r['workload']]:.2f}×" if r['workload'] in base else ''
+        lines.append(f"| {r['workload']} | {r['impl']} | {r['steps_per_s']:.2f} | {r['images_per_s']:.0f} | {x} | "
+                     f"{mem(r['peak_mem_gb'])} | {r['sample_images_per_s']:.1f} | {hours(r['projected_full_run_s'])} |")
+    return '\n'.join(lines)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--cpu-dry-run', action='store_true', help='tiny sizes and narrow models, on the CPU')

@@ -154,23 +154,24 @@ def signature_text(sym, name):
     return f'{kind} {name}(\n' + ''.join(f'    {x},\n' for x in parts) + f'){ret}'
 
 def _source_link(sym, fullname):
-    "The repository link (file and line) for a symbol; one defined in a notebook's `__main__` is found by its source."
+    """The repository link (file and line) for a symbol. nbdev runs a notebook's exported cells in `__main__`, so the
+    module is found by the symbol's source among the modules that define that name (several recipes have a `main`)."""
     import inspect
-    from nbdev.doclinks import NbdevLookup
+    from nbdev.doclinks import NbdevLookup, _lineno
     look = NbdevLookup()
-    if getattr(sym, '__module__', None) in (None, '__main__'):
+    qual = getattr(sym, '__qualname__', fullname.split('.')[-1])
+    cands = sorted((f'{m}.{qual}', v) for e in look.entries.values() for m, d in e['syms'].items()
+                   for k, v in d.items() if k == f'{m}.{qual}' and isinstance(v, tuple) and len(v) == 3)
+    if getattr(sym, '__module__', None) not in (None, '__main__'):
+        cands = [c for c in cands if c[0] == f'{sym.__module__}.{qual}'] or cands
+    elif len(cands) > 1:
         try: code = inspect.getsource(sym).strip()
         except (OSError, TypeError): code = None
-        name = fullname.split('.')[-1] if '.' in fullname else fullname
-        for mod, syms in sorted((m, d) for e in look.entries.values() for m, d in e['syms'].items()):
-            key = f'{mod}.{getattr(sym, "__qualname__", name)}'
-            if key in syms and code and isinstance(syms[key], tuple):
-                py = syms[key][1]
-                f = ROOT/py
-                if f.exists() and code in f.read_text(encoding='utf-8'): return look.code(key)
-        return None
-    try: return look.code(fullname)
-    except Exception: return None
+        cands = [c for c in cands if code and (ROOT/c[1][1]).exists() and code in (ROOT/c[1][1]).read_text(encoding='utf-8')]
+    if not cands: return None
+    _, (_, py, gh) = cands[0]
+    line = _lineno(qual, py)
+    return f'{gh}#L{line}' if line else gh
 
 try:
     from fastcore.docments import ShowDocRenderer as _SDR, DocmentTbl as _Tbl
