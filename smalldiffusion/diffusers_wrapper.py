@@ -269,7 +269,9 @@ class GradientEstimationScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps, self.timesteps = n, torch.from_numpy(t).to(device)
         self._eps_prev, self._k_prev = None, None
 
-    def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
+    def scale_model_input(self, sample: torch.Tensor, # the VP latents z_k
+                          timestep=None                # unused: every timestep sees z_k as it is
+                         ) -> torch.Tensor:            # `sample` itself
         "The network sees the VP latents unchanged."
         return sample
 
