@@ -8,10 +8,12 @@
     the contents list and in the search index;
   - KaTeX errors (`.katex-error`);
   - more than a few progress-bar or log lines in a page's outputs;
+  - code, display maths, tables or pictures cut off at the right edge of their box, or running past the text column;
   - search: a page opened from disk finds a word of the book.
 
     python tools/check_site.py                # render the site into a temporary folder (no execution) and check it
     python tools/check_site.py --site docs    # check a site that is already built, e.g. the committed docs/
+    python tools/check_site.py --site DIR --only models.html   # some pages only (links into others still checked)
 
 Prints one line per failing page and reason, and exits 1 when anything fails (2 when Chromium is missing)."""
 import argparse, configparser, json, os, re, shutil, subprocess, sys, tempfile, time
@@ -64,6 +66,24 @@ def visible_text(soup):
         t.decompose()
     return s.get_text(' ')
 
+# Run in each page (in a copy of the site) once it has loaded: what is cut at the right edge of its box (code, display
+# maths, tables, pictures whose overflow is hidden) or runs past the text column, written into the page for the check.
+MEASURE = '''<script>window.addEventListener("load", () => setTimeout(() => {
+  const main = document.querySelector("main") || document.body, edge = main.getBoundingClientRect().right + 40, out = [];
+  main.querySelectorAll("pre, .katex-display, span.math.display, table, img, .cell-output-display").forEach((e) => {
+    const st = getComputedStyle(e), r = e.getBoundingClientRect();
+    if (!r.width) return;
+    const hidden = /hidden|clip/.test(st.overflowX) && e.scrollWidth > e.clientWidth + 2;
+    let scroller = false;   // inside a box that scrolls sideways, a wide element is reachable
+    for (let a = e.parentElement; a && a !== main && !scroller; a = a.parentElement) scroller = /auto|scroll/.test(getComputedStyle(a).overflowX);
+    const spills = st.overflowX === "visible" && r.right > edge && !scroller;
+    if (hidden || spills) out.push((e.tagName.toLowerCase() + "." + (e.className || "").toString().split(" ")[0]) + " " +
+      (hidden ? "cut" : "past the column") + ": " + (e.textContent || e.getAttribute("src") || "").trim().slice(0, 50));
+  });
+  const d = document.createElement("div"); d.id = "sd-check-overflow"; d.hidden = true;
+  d.textContent = JSON.stringify(out); document.body.appendChild(d);
+}, 300));</script>'''
+
 class Checker:
     def __init__(self, site, browser, jobs=1):
         self.site, self.browser, self.jobs = Path(site).resolve(), browser, jobs
@@ -76,12 +96,20 @@ class Checker:
     def load(self, pages):
         from bs4 import BeautifulSoup
         def one(p):
-            html = dump_dom(self.browser, p.as_uri())
+            probe = p.with_name('_probe_' + p.name)   # a copy of the page with the measuring script, beside it
+            probe.write_text(p.read_text(encoding='utf-8').replace('</body>', MEASURE + '</body>'), encoding='utf-8')
+            try: html = dump_dom(self.browser, probe.as_uri())
+            finally: probe.unlink(missing_ok=True)
             return p, BeautifulSoup(html, 'html.parser') if html.strip() else None
         with ThreadPoolExecutor(self.jobs) as pool:
             for p, soup in pool.map(one, pages):
                 rel = p.relative_to(self.site).as_posix()
                 if soup is None: self.fail(rel, 'Chromium returned no page'); continue
+                m = soup.find(id='sd-check-overflow')
+                if m is not None:
+                    cut = json.loads(m.get_text() or '[]'); m.decompose()
+                    if cut: self.fail(rel, f'{len(cut)} block(s) cut off or past the column: ' + '; '.join(cut[:3]))
+                else: self.fail(rel, 'the page did not finish loading in Chromium (no layout measurement)')
                 self.doms[rel] = soup
                 self.ids[rel] = {t.get('id') for t in soup.find_all(id=True)} | {t.get('name') for t in soup.find_all('a', attrs={'name': True})}
 
@@ -198,18 +226,21 @@ class Checker:
         if not m or not m.group(1).isdigit() or int(m.group(1)) == 0:
             self.fail('index.html', f'search from disk found nothing for {words[0]!r} ({m.group(1) if m else "probe did not run"})')
 
-    def run(self):
-        pages = sorted(p for p in self.site.rglob('*.html') if 'site_libs' not in p.parts and not p.name.startswith('_'))
+    def run(self, only=None):
+        pages = sorted(p for p in self.site.rglob('*.html') if 'site_libs' not in p.parts and not p.name.startswith('_')
+                       and (not only or p.name in only or p.stem in only))
+        if not pages: self.fail('(site)', f'no pages in {self.site}'); return pages
         self.load(pages)
         for page, soup in self.doms.items():
             self.check_links(page, soup); self.check_text(page, soup)
-        self.check_search(); self.check_search_works()
+        if not only: self.check_search(); self.check_search_works()
         return pages
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--site', help='a built site to check (default: render one with tools/build_book.py --no-exec)')
     p.add_argument('--jobs', type=int, default=2, help='pages loaded at the same time')
+    p.add_argument('--only', nargs='*', help='check only these pages (e.g. models.html), and not the search')
     a = p.parse_args()
     browser = chromium()
     if not browser:
@@ -218,14 +249,15 @@ def main():
         sys.exit(2)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix='check-site-') as tmp:
-        site = Path(a.site) if a.site else Path(tmp)/'site'
-        if not a.site:
+        site = Path(tmp)/'site'   # the check writes probe pages beside the pages: into a copy, never into docs/
+        if a.site: shutil.copytree(a.site, site)
+        else:
             r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_book.py'), '--no-exec', '--out', str(site)],
                                capture_output=True, text=True)
             if r.returncode:
                 print('check_site: FAIL: the site does not build:\n' + r.stdout[-1500:] + r.stderr[-3000:]); sys.exit(1)
         c = Checker(site, browser, a.jobs)
-        pages = c.run()
+        pages = c.run(a.only)
     for page, reason in c.failures: print(f'FAIL  {page}: {reason}')
     bad = sorted({pg for pg, _ in c.failures})
     print(f'check_site: {len(pages)} pages, {len(c.failures)} problem(s) on {len(bad)} page(s) in {time.time()-t0:.0f} s'
