@@ -7,14 +7,14 @@ __all__ = ['CIFAR10_CLASSES', 'FASHION_MNIST_NPM', 'FASHION_MNIST_FILES', 'DATA_
            'digits_images', 'load_fashion_mnist', 'CIFAR10Files', 'load_cifar10', 'write_fake_cifar10', 'EpochShuffle',
            'atomic_write', 'save_checkpoint', 'write_idx', 'fetch_fashion_mnist', 'fashion_mnist_images', 'Preset',
            'Recipe', 'make_parser', 'fail', 'smoke_mode', 'parse_args', 'prepare_out', 'model_signature', 'load_resume',
-           'recipe_dataset', 'DeviceLoader', 'device_data', 'draw_samples', 'lr_scheduler', 'log_epoch',
-           'make_accelerator', 'run_recipe', 'image_grid', 'gaussian_stats', 'frechet_distance', 'ImageClassifier',
-           'train_classifier', 'feature_stats', 'gaussian_images', 'quality_table', 'control_fd', 'best_row',
-           'format_table', 'preset_images', 'evaluate_run', 'SmokeFeatures', 'inception_fid']
+           'recipe_dataset', 'DeviceLoader', 'device_data', 'draw_samples', 'lr_scheduler', 'stop_requests',
+           'log_epoch', 'make_accelerator', 'run_recipe', 'image_grid', 'gaussian_stats', 'frechet_distance',
+           'ImageClassifier', 'train_classifier', 'feature_stats', 'gaussian_images', 'quality_table', 'control_fd',
+           'best_row', 'format_table', 'preset_images', 'evaluate_run', 'SmokeFeatures', 'inception_fid']
 
 # %% ../../nbs/14_image_recipes.ipynb #c8fca7ef
-import argparse, gzip, hashlib, json, math, os, pickle, shutil, subprocess, sys, tarfile, tempfile, time, warnings
-from contextlib import nullcontext
+import argparse, gzip, hashlib, json, math, os, pickle, shutil, signal, subprocess, sys, tarfile, tempfile, threading, time, warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -500,6 +500,22 @@ def _plain(state: dict) -> dict:
     "A state dict with every tensor in the default (contiguous) layout, as a model built without speed options has it."
     return {k: v.contiguous() for k, v in state.items()}
 
+@contextmanager
+def stop_requests():
+    "Within the block, SIGTERM and SIGINT are recorded in the yielded list instead of ending the process (main thread only)."
+    stop, main = [], threading.current_thread() is threading.main_thread()
+    handler = lambda signum, frame: stop.append(signal.Signals(signum))
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try: yield stop
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+def _device_rng(device):
+    return torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
+
+def _set_device_rng(device, state):
+    if state is not None and device.type == 'cuda': torch.cuda.set_rng_state(state, device)
+
 def log_epoch(epoch: int,        # epochs finished
               epochs: int,       # epochs of the whole run
               watched: bool) -> bool: # whether a person watches the output (`show_progress()`)
@@ -567,37 +583,61 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
     ema = ExponentialMovingAverage(net.parameters(), decay=p.ema_decay)
     if state is not None: ema.load_state_dict(state['ema'])
     get_loss = type(net).get_loss
-    steps_left = max(args.epochs - start, 0) * len(loader)
+    skip = state.get('step', 0) if state is not None else 0    # steps of epoch `start` done before an interruption
+    steps_left = max(args.epochs - start, 0) * len(loader) - skip
     losses, seconds = [], []         # mean loss and wall time of each epoch of this run
     pbar = tqdm(total=steps_left, disable=not (acc.is_main_process and watched), desc=recipe.name)
-    for epoch in range(start, args.epochs):
-        t0, total, count = time.time(), 0., 0
-        loader.set_epoch(epoch)
-        torch.manual_seed(_seed(args.seed, epoch, acc.process_index))
-        model.train()
-        for batch in loader:
-            if args.channels_last: batch = _to_channels_last(batch)
-            optimizer.zero_grad()
-            x0, sigma, eps, cond = generate_train_sample(batch, p.schedule, p.conditional)
-            loss = get_loss(model, x0, sigma, eps, cond=cond)
-            acc.backward(loss)
-            optimizer.step()
-            if scheduler is not None: scheduler.step()
-            ema.update()
-            total, count = total + loss.detach().float(), count + 1     # no sync with the device per step
-            pbar.update(1)
-            if watched and count % 10 == 1: pbar.set_postfix(epoch=epoch + 1, loss=f'{loss.item():.4f}', refresh=False)
-        mean_loss = acc.reduce(torch.as_tensor(total / max(count, 1), device=acc.device), 'mean').item()
-        losses.append(mean_loss); seconds.append(time.time() - t0)   # `.item()` above waited for the device
-        if acc.is_main_process:
-            save_checkpoint(args.out/'checkpoint.pt', dict(
-                recipe=recipe.name, preset=args.preset, signature=model_signature(net), epoch=epoch + 1,
-                model=_plain(net.state_dict()), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=None if scheduler is None else scheduler.state_dict(),
-                seed=args.seed, rng_state=torch.get_rng_state(), loss=mean_loss))
-            if log_epoch(epoch + 1, args.epochs, watched):
-                say(f'epoch {epoch + 1}/{args.epochs}  loss {mean_loss:.4f}  ({time.time() - t0:.1f} s)')
-        acc.wait_for_everyone()
+    ckpt = args.out/'checkpoint.pt'
+    def snapshot(epoch, **more):     # everything a resumed run needs, after `epoch` complete epochs
+        return dict(recipe=recipe.name, preset=args.preset, signature=model_signature(net), epoch=epoch,
+                    model=_plain(net.state_dict()), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
+                    scheduler=None if scheduler is None else scheduler.state_dict(), seed=args.seed,
+                    rng_state=torch.get_rng_state(), **more)
+    with stop_requests() as stop:
+        for epoch in range(start, args.epochs):
+            t0, total, count = time.time(), 0., 0
+            loader.set_epoch(epoch)
+            torch.manual_seed(_seed(args.seed, epoch, acc.process_index))
+            model.train()
+            batches = iter(loader)
+            if skip:                  # the same batches again, then the generator as it was at the interruption
+                for _ in range(skip): next(batches)
+                torch.set_rng_state(state['rng_state']); _set_device_rng(acc.device, state.get('device_rng_state'))
+                total, count, skip = torch.as_tensor(state['partial_loss'], device=acc.device), state['step'], 0
+            for batch in batches:
+                if args.channels_last: batch = _to_channels_last(batch)
+                optimizer.zero_grad()
+                x0, sigma, eps, cond = generate_train_sample(batch, p.schedule, p.conditional)
+                loss = get_loss(model, x0, sigma, eps, cond=cond)
+                acc.backward(loss)
+                optimizer.step()
+                if scheduler is not None: scheduler.step()
+                ema.update()
+                total, count = total + loss.detach().float(), count + 1     # no sync with the device per step
+                pbar.update(1)
+                if watched and count % 10 == 1: pbar.set_postfix(epoch=epoch + 1, loss=f'{loss.item():.4f}', refresh=False)
+                if stop and acc.num_processes == 1 and count < len(loader): break
+            if count < len(loader):  # stopped inside the epoch: save the step and the generators, then exit
+                save_checkpoint(ckpt, snapshot(epoch, step=count, partial_loss=float(total),
+                                               device_rng_state=_device_rng(acc.device)))
+                pbar.close()
+                raise SystemExit(f'[{recipe.name}] stopped by {stop[0].name} in epoch {epoch + 1} after step {count} of '
+                                 f'{len(loader)}; the run is saved in {ckpt}: run the same command with --resume to continue it')
+            mean_loss = acc.reduce(torch.as_tensor(total / max(count, 1), device=acc.device), 'mean').item()
+            losses.append(mean_loss); seconds.append(time.time() - t0)   # `.item()` above waited for the device
+            if not math.isfinite(mean_loss):
+                pbar.close()
+                kept = f'the checkpoint of epoch {epoch} in {ckpt} is kept' if epoch > 0 else 'no checkpoint was written'
+                fail(recipe, f'the loss became {mean_loss} in epoch {epoch + 1}; {kept}. Try a lower --lr, or --mixed-precision no')
+            if acc.is_main_process:
+                save_checkpoint(ckpt, snapshot(epoch + 1, loss=mean_loss))
+                if log_epoch(epoch + 1, args.epochs, watched):
+                    say(f'epoch {epoch + 1}/{args.epochs}  loss {mean_loss:.4f}  ({time.time() - t0:.1f} s)')
+            acc.wait_for_everyone()
+            if acc.reduce(torch.tensor(float(bool(stop)), device=acc.device), 'sum').item() and epoch + 1 < args.epochs:
+                pbar.close()
+                raise SystemExit(f'[{recipe.name}] stopped by a signal after epoch {epoch + 1}; the run is saved in {ckpt}: '
+                                 f'run the same command with --resume to continue it')
     pbar.close()
     if acc.num_processes > 1: say(f'rank {acc.process_index} weights checksum {_checksum(net):.10e}')
     x0 = None
