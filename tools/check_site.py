@@ -9,6 +9,7 @@
   - KaTeX errors (`.katex-error`);
   - more than a few progress-bar or log lines in a page's outputs;
   - code, display maths, tables or pictures cut off at the right edge of their box, or running past the text column;
+  - a script error (uncaught) while the page loads;
   - search: a page opened from disk finds a word of the book.
 
     python tools/check_site.py                # render the site into a temporary folder (no execution) and check it
@@ -38,11 +39,14 @@ def chromium():
         if p: return p
     return None
 
-def dump_dom(browser, url, budget_ms=4000, timeout=60):
-    "The page's DOM after its scripts ran, from headless Chromium."
+def dump_dom(browser, url, budget_ms=4000, timeout=60, errors=None):
+    "The page's DOM after its scripts ran, from headless Chromium; the scripts' uncaught errors go into `errors`."
     cmd = [browser, '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-           '--allow-file-access-from-files', f'--virtual-time-budget={budget_ms}', '--dump-dom', url]
+           '--allow-file-access-from-files', '--enable-logging=stderr', '--v=0', f'--virtual-time-budget={budget_ms}',
+           '--dump-dom', url]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if errors is not None:
+        errors += [m.group(1) for m in re.finditer(r'CONSOLE[^\]]*\] "(Uncaught [^"]*)"', r.stderr)]
     return r.stdout
 
 def settings():
@@ -98,8 +102,10 @@ class Checker:
         def one(p):
             probe = p.with_name('_probe_' + p.name)   # a copy of the page with the measuring script, beside it
             probe.write_text(p.read_text(encoding='utf-8').replace('</body>', MEASURE + '</body>'), encoding='utf-8')
-            try: html = dump_dom(self.browser, probe.as_uri())
+            errs = []
+            try: html = dump_dom(self.browser, probe.as_uri(), errors=errs)
             finally: probe.unlink(missing_ok=True)
+            if errs: self.fail(p.relative_to(self.site).as_posix(), f'{len(errs)} script error(s): ' + '; '.join(errs[:3]))
             return p, BeautifulSoup(html, 'html.parser') if html.strip() else None
         with ThreadPoolExecutor(self.jobs) as pool:
             for p, soup in pool.map(one, pages):
