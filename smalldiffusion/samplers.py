@@ -6,6 +6,7 @@
 __all__ = ['heun', 'dpm_solver_2m', 'euler_ancestral', 'ScheduleKarras']
 
 # %% ../nbs/05a_ode_sde.ipynb #2985527f
+import numbers
 from itertools import pairwise
 from typing import Optional
 
@@ -90,8 +91,9 @@ class ScheduleKarras(Schedule):
     def sample_sigmas(self, steps: int # number of sampling steps, an int >= 1
                      ) -> torch.FloatTensor: # `steps+1` decreasing float32 noise levels
         "`steps+1` decreasing levels, even in σ^(1/ρ): from σ_max to σ_min, or `steps` of them and then 0 if `zero`."
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`steps` must be an int >= 1, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+            raise TypeError(f"`steps` must be an int, got {type(steps).__name__}")
+        if steps < 1: raise ValueError(f"`steps` must be >= 1, got {steps}")
         ramp = torch.linspace(0, 1, steps if self.zero else steps + 1, dtype=torch.float64)
         lo, hi = self.sigmas[0].double() ** (1 / self.rho), self.sigmas[-1].double() ** (1 / self.rho)
         s = (hi + ramp * (lo - hi)) ** self.rho
