@@ -137,6 +137,7 @@ def show_progress() -> bool:
     "Whether to draw progress bars: at a terminal or in a Jupyter kernel, not into logs; `SMALLDIFFUSION_PROGRESS=0/1` overrides."
     forced = os.environ.get('SMALLDIFFUSION_PROGRESS', '').strip()
     if forced in ('0', '1'): return forced == '1'
+    if os.environ.get('TQDM_DISABLE', '').strip().lower() in ('1', 'true'): return False   # tqdm's own switch
     ipython = getattr(sys.modules.get('IPython'), 'get_ipython', lambda: None)()
     if ipython is not None and 'IPKernelApp' in ipython.config: return True
     return hasattr(sys.stderr, 'isatty') and sys.stderr.isatty()
