@@ -10,7 +10,7 @@
   - more than a few progress-bar or log lines in a page's outputs;
   - code, display maths, tables or pictures cut off at the right edge of their box, or running past the text column;
   - a script error (uncaught) while the page loads;
-  - search: a page opened from disk finds a word of the book.
+  - search: the index page, opened from disk and served over HTTP, finds a word of the book.
 
     python tools/check_site.py                # render the site into a temporary folder (no execution) and check it
     python tools/check_site.py --site docs    # check a site that is already built, e.g. the committed docs/
@@ -42,7 +42,7 @@ def chromium():
 def dump_dom(browser, url, budget_ms=4000, timeout=60, errors=None):
     "The page's DOM after its scripts ran, from headless Chromium; the scripts' uncaught errors go into `errors`."
     cmd = [browser, '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-           '--allow-file-access-from-files', '--enable-logging=stderr', '--v=0', f'--virtual-time-budget={budget_ms}',
+           '--enable-logging=stderr', '--v=0', f'--virtual-time-budget={budget_ms}',
            '--dump-dom', url]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if errors is not None:
@@ -212,7 +212,7 @@ class Checker:
                 self.fail('search.json', f'search entry {e["href"]} points to no page or anchor'); break
 
     def check_search_works(self):
-        "Type a word into the search box of the index page opened from disk, and count the results."
+        "Type a word into the search box of the index page, opened from disk and served over HTTP, and count the results."
         index = self.site/'index.html'
         if not index.exists(): return
         words = [w for e in json.loads((self.site/'search.json').read_text(encoding='utf-8'))[:40]
@@ -224,13 +224,20 @@ class Checker:
                  'setTimeout(() => { document.title = "SEARCH:" + document.querySelectorAll(".search-result").length; }, 1500);'
                  '}, 200));</script>')
         tmp = self.site/'_search_probe.html'
+        import functools, http.server, threading
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a): pass
+        handler = functools.partial(Quiet, directory=str(self.site))
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             tmp.write_text(index.read_text(encoding='utf-8').replace('</body>', probe + '</body>'), encoding='utf-8')
-            dom = dump_dom(self.browser, tmp.as_uri(), budget_ms=8000)
-        finally: tmp.unlink(missing_ok=True)
-        m = re.search(r'<title>SEARCH:(\w+)</title>', dom)
-        if not m or not m.group(1).isdigit() or int(m.group(1)) == 0:
-            self.fail('index.html', f'search from disk found nothing for {words[0]!r} ({m.group(1) if m else "probe did not run"})')
+            for how, url in (('from disk', tmp.as_uri()), ('over HTTP', f'http://127.0.0.1:{server.server_port}/{tmp.name}')):
+                m = re.search(r'<title>SEARCH:(\w+)</title>', dump_dom(self.browser, url, budget_ms=8000))
+                if not m or not m.group(1).isdigit() or int(m.group(1)) == 0:
+                    self.fail('index.html', f'search {how} found nothing for {words[0]!r} ({m.group(1) if m else "probe did not run"})')
+        finally:
+            tmp.unlink(missing_ok=True); server.shutdown()
 
     def run(self, only=None):
         pages = sorted(p for p in self.site.rglob('*.html') if 'site_libs' not in p.parts and not p.name.startswith('_')
