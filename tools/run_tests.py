@@ -5,7 +5,8 @@
 Checks: the package equals what `nbdev_export` writes; notebooks are clean (`nbdev_clean` leaves no diff);
 README.md is what nbs/index.ipynb gives; `from smalldiffusion import *` works in a fresh interpreter and
 gives API.md's names without importing the optional extras; the site builds (rendered into a temporary
-folder, docs/ untouched). Then every chapter runs under `nbdev_test` in its own process, in book order,
+folder, docs/ untouched) and its pages read right in headless Chromium (tools/check_site.py: links, anchors,
+raw TeX, KaTeX errors, progress spam, search). Then every chapter runs under `nbdev_test` in its own process, in book order,
 with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
 (default: one per CPU core; the chapters' small models run single-threaded). Chapters see SMALLDIFFUSION_TEST=1,
 with which the image chapters train shorter runs than the book build does. Chapters holding flagged cells
