@@ -15,6 +15,7 @@
     python tools/check_site.py                # render the site into a temporary folder (no execution) and check it
     python tools/check_site.py --site docs    # check a site that is already built, e.g. the committed docs/
     python tools/check_site.py --site DIR --only models.html   # some pages only (links into others still checked)
+    python tools/check_site.py --docs         # the fresh render, and the committed docs/ (its outputs) too
 
 Prints one line per failing page and reason, and exits 1 when anything fails (2 when Chromium is missing)."""
 import argparse, configparser, json, os, re, shutil, subprocess, sys, tempfile, time
@@ -89,13 +90,13 @@ MEASURE = '''<script>window.addEventListener("load", () => setTimeout(() => {
 }, 300));</script>'''
 
 class Checker:
-    def __init__(self, site, browser, jobs=1):
-        self.site, self.browser, self.jobs = Path(site).resolve(), browser, jobs
+    def __init__(self, site, browser, jobs=1, name='', lines=True):
+        self.site, self.browser, self.jobs, self.name, self.lines = Path(site).resolve(), browser, jobs, name, lines
         self.cfg = settings(); self.hosts = own_hosts(self.cfg)
         self.git = self.cfg.get('git_url', '').rstrip('/') + f"/blob/{self.cfg.get('branch', 'main')}/"
         self.doms, self.ids, self.failures = {}, {}, []
 
-    def fail(self, page, reason): self.failures.append((page, reason))
+    def fail(self, page, reason): self.failures.append((self.name + page, reason))
 
     def load(self, pages):
         from bs4 import BeautifulSoup
@@ -172,7 +173,7 @@ class Checker:
             lines = f.read_text(encoding='utf-8').splitlines()
             n = int(m.group(1))
             if not 1 <= n <= len(lines): self.fail(page, f'source link {href}: {rel} has {len(lines)} lines')
-            elif not re.match(r'\s*(@|def |class |async def |\w+\s*=)', lines[n-1]):
+            elif self.lines and not re.match(r'\s*(@|def |class |async def |\w+\s*=)', lines[n-1]):
                 self.fail(page, f'source link {href}: line {n} of {rel} starts no definition ({lines[n-1].strip()[:60]!r})')
 
     def check_text(self, page, soup):
@@ -254,6 +255,9 @@ def main():
     p.add_argument('--site', help='a built site to check (default: render one with tools/build_book.py --no-exec)')
     p.add_argument('--jobs', type=int, default=2, help='pages loaded at the same time')
     p.add_argument('--only', nargs='*', help='check only these pages (e.g. models.html), and not the search')
+    p.add_argument('--docs', action='store_true', help='also check the committed build in docs/, the only one with '
+                   "outputs (progress spam); its source links' lines are checked against the file's length only, since "
+                   'they move with every edit of a module until docs/ is rebuilt')
     a = p.parse_args()
     browser = chromium()
     if not browser:
@@ -271,6 +275,10 @@ def main():
                 print('check_site: FAIL: the site does not build:\n' + r.stdout[-1500:] + r.stderr[-3000:]); sys.exit(1)
         c = Checker(site, browser, a.jobs)
         pages = c.run(a.only)
+        if a.docs and (ROOT/'docs'/'index.html').exists():
+            shutil.copytree(ROOT/'docs', Path(tmp)/'docs')
+            d = Checker(Path(tmp)/'docs', browser, a.jobs, name='docs/', lines=False)
+            pages += d.run(a.only); c.failures += d.failures
     for page, reason in c.failures: print(f'FAIL  {page}: {reason}')
     bad = sorted({pg for pg, _ in c.failures})
     print(f'check_site: {len(pages)} pages, {len(c.failures)} problem(s) on {len(bad)} page(s) in {time.time()-t0:.0f} s'

@@ -86,7 +86,7 @@ def chk_site():
     return ok, '' if ok else (r.stdout[-1500:] + r.stderr[-3000:])
 
 def chk_site_pages():   # tools/check_site.py: renders the site and reads every page in headless Chromium
-    r = sh([sys.executable, 'tools/check_site.py'], timeout=1200)
+    r = sh([sys.executable, 'tools/check_site.py', '--docs'], timeout=1500)   # also the committed docs/, with outputs
     return r.returncode == 0, '' if r.returncode == 0 else '\n' + (r.stdout[-4000:] + r.stderr[-1500:])
 
 def flagged_cells(nb):
