@@ -8,7 +8,8 @@ FLAGS = ('slow', 'gpu', 'sd')   # keep in step with `tst_flags` in settings.ini
 
 # Offline, headless, reproducible: set for every notebook the build or the tests run.
 OFFLINE_ENV = dict(HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', HF_DATASETS_OFFLINE='1', DIFFUSERS_OFFLINE='1',
-                   HF_HUB_DISABLE_TELEMETRY='1', MPLBACKEND='Agg', PYTHONHASHSEED='0', TQDM_MININTERVAL='5')
+                   HF_HUB_DISABLE_TELEMETRY='1', MPLBACKEND='Agg', PYTHONHASHSEED='0', TQDM_MININTERVAL='5',
+                   TQDM_DISABLE='1')   # third-party bars (diffusers, smalldiffusion 0.5) stay out of logs and pages
 
 def chapters(nbs=NBS):
     "The book's notebooks in reading order (file-name order), skipping hidden and private ones."

@@ -10,6 +10,7 @@ from ..diffusion import ScheduleLogLinear, ScheduleSigmoid
 from ..model import Scaled, PredV
 from ..model_unet import Unet
 from .common import Preset, Recipe, run_recipe
+from .fashion_mnist_dit import lognormal_schedule
 
 # %% ../../nbs/18_cifar_unet.ipynb #5cffe45b
 RECIPE = Recipe('cifar_unet', about='Scaled(Unet) on CIFAR-10 (full) or painted 14×14 FashionMNIST on a CPU (quick).',
@@ -18,7 +19,7 @@ RECIPE = Recipe('cifar_unet', about='Scaled(Unet) on CIFAR-10 (full) or painted 
                     sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=35, N=1000),
                     model=lambda: Scaled(Unet)(32, 3, 3, ch=128, ch_mult=(1, 2, 2, 2), attn_resolutions=(16,)),
                     epochs=1000, batch_size=256, lr=2e-4, ema_decay=0.9999, sample_steps=10, gam=2.1),
-        quick=Preset(data='fashion_mnist', image_size=14, channels=3, schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
+        quick=Preset(data='fashion_mnist', image_size=14, channels=3, schedule=lognormal_schedule(),
                      sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=1000),
                      model=lambda: Scaled(PredV(Unet))(14, 3, 3, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(7,)),
                      epochs=12, epoch_size=3200, batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,

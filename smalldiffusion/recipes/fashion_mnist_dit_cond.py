@@ -10,6 +10,7 @@ from ..diffusion import ScheduleDDPM, ScheduleLogLinear
 from ..model import CondEmbedderLabel, Scaled, PredV
 from ..model_dit import DiT
 from .common import Preset, Recipe, run_recipe
+from .fashion_mnist_dit import lognormal_schedule
 
 # %% ../../nbs/16_fashion_mnist_dit_cond.ipynb #25079f66
 def _dit(in_dim, depth, num_heads, cls=DiT):
@@ -23,10 +24,10 @@ RECIPE = Recipe('fashion_mnist_dit_cond', about='Class-conditional DiT on Fashio
                     model=lambda: _dit(28, depth=6, num_heads=6), epochs=300, batch_size=1024, lr=1e-3, ema_decay=0.99,
                     sample_steps=20, gam=1.6, n_samples=40, cfg_scale=0.),
         quick=Preset(data='fashion_mnist', image_size=14, conditional=True,
-                     schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
+                     schedule=lognormal_schedule(), sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
                      model=lambda: _dit(14, depth=4, num_heads=4, cls=Scaled(PredV(DiT))), epochs=12, epoch_size=3200,
                      batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995, sample_steps=20, gam=1.6,
-                     n_samples=100, cfg_scale=2.0)))
+                     n_samples=100, cfg_scale=1.0)))
 
 def main(argv=None): # command-line arguments; None reads `sys.argv`
     "Train and sample the class-conditional FashionMNIST DiT; see `--help`."

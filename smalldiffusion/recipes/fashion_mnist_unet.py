@@ -10,6 +10,7 @@ from ..diffusion import ScheduleLogLinear
 from ..model import Scaled, PredV
 from ..model_unet import Unet
 from .common import Preset, Recipe, run_recipe
+from .fashion_mnist_dit import lognormal_schedule
 
 # %% ../../nbs/17_fashion_mnist_unet.ipynb #76798bb1
 RECIPE = Recipe('fashion_mnist_unet', about='Scaled(Unet) on FashionMNIST: full size (full) or 14×14 on a CPU (quick).',
@@ -17,7 +18,8 @@ RECIPE = Recipe('fashion_mnist_unet', about='Scaled(Unet) on FashionMNIST: full 
         full=Preset(data='fashion_mnist', schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=20, N=800),
                     model=lambda: Scaled(Unet)(28, 1, 1, ch=64, ch_mult=(1, 1, 2), attn_resolutions=(14,)),
                     epochs=300, batch_size=1024, lr=7e-4, ema_decay=0.999, sample_steps=20, gam=1.6),
-        quick=Preset(data='fashion_mnist', image_size=14, schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
+        quick=Preset(data='fashion_mnist', image_size=14, schedule=lognormal_schedule(),
+                     sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
                      model=lambda: Scaled(PredV(Unet))(14, 1, 1, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(7,)),
                      epochs=12, epoch_size=3200, batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,
                      sample_steps=20, gam=1.6)))
