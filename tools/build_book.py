@@ -33,7 +33,7 @@ def execute(src_dir, flags, only, timeout, reuse=False, jobs=1):
     if flags is None: return dest
     cache.mkdir(parents=True, exist_ok=True)
     def run(nb):
-        key = hashlib.sha256(nb.read_bytes() + ' '.join(flags).encode()).hexdigest()
+        key = hashlib.sha256((dest/nb.name).read_bytes() + ' '.join(flags).encode()).hexdigest()   # the copy taken at the start
         hit = cache/nb.name, cache/(nb.name + '.sha256')
         if reuse and hit[1].exists() and hit[1].read_text() == key:
             shutil.copy(hit[0], dest/nb.name); log(f'  reused   {nb.name}'); return None
