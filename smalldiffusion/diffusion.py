@@ -166,6 +166,13 @@ def training_loop(loader      : DataLoader,                    # yields batches 
             optimizer.step()
 
 # %% ../nbs/05_sampling.ipynb #6a23b029
+_NO_FLOAT64 = {'mps'}   # device types without float64 (Apple's GPUs): noise levels are cast to float32 for them
+
+def _float32(sigmas):
+    "`sigmas` (a tensor or a sequence of tensors) in float32; anything else is passed on for `_check_sigmas` to refuse."
+    if torch.is_tensor(sigmas): return sigmas.float()
+    return [s.float() if torch.is_tensor(s) else s for s in sigmas]
+
 def _check_sigmas(sigmas):
     "Validate `sigmas` for `samples`; returns it as a tensor or a list of tensors (iterators are read once)."
     if not torch.is_tensor(sigmas):
@@ -192,13 +199,14 @@ def samples(model      : nn.Module,                      # a `ModelMixin` model
             cond       : Optional[torch.Tensor] = None,  # conditioning, one row per sample
             accelerator: Optional[Accelerator] = None):  # where a fresh `xt` is placed
     "A generator yielding `xt` after each of the `len(sigmas)-1` sampling steps."
+    accelerator = accelerator or Accelerator()
+    if (accelerator.device if xt is None else xt.device).type in _NO_FLOAT64: sigmas = _float32(sigmas)
     sigmas = _check_sigmas(sigmas)
     if not 0 <= mu < 1: raise ValueError(f"`mu` must be in [0, 1), got {mu}")
     if cfg_scale and cond is not None and sigmas[0].ndim > 0:
         raise ValueError("`cfg_scale` needs one noise level per step for the whole batch (1-D `sigmas`); "
                          f"got per-sample sigmas of shape {tuple(sigmas[0].shape)} per step")
     model.eval()
-    accelerator = accelerator or Accelerator()
     xt = model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None else xt
     if cond is not None:
         if cond.shape[0] != xt.shape[0]:

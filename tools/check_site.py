@@ -62,15 +62,6 @@ def own_hosts(cfg):
     if user: hosts += [f'https://{user}.github.io/{repo}', f'https://{user}.github.io']
     return [h.rstrip('/') + '/' for h in hosts]
 
-def visible_text(soup):
-    "The text a reader sees as prose: without code, scripts, styles, and maths KaTeX rendered."
-    from bs4 import BeautifulSoup
-    s = BeautifulSoup(str(soup), 'html.parser')
-    for t in s.select('script, style, pre, code, .katex, .katex-display, .katex-mathml, annotation, textarea, '
-                      '.sourceCode, .cell-output, .smalldocs-search-results'):
-        t.decompose()
-    return s.get_text(' ')
-
 # Run in each page (in a copy of the site) once it has loaded: what is cut at the right edge of its box (code, display
 # maths, tables, pictures whose overflow is hidden) or runs past the text column, written into the page for the check.
 MEASURE = '''<script>window.addEventListener("load", () => setTimeout(() => {
@@ -85,8 +76,18 @@ MEASURE = '''<script>window.addEventListener("load", () => setTimeout(() => {
     if (hidden || spills) out.push((e.tagName.toLowerCase() + "." + (e.className || "").toString().split(" ")[0]) + " " +
       (hidden ? "cut" : "past the column") + ": " + (e.textContent || e.getAttribute("src") || "").trim().slice(0, 50));
   });
-  const d = document.createElement("div"); d.id = "sd-check-overflow"; d.hidden = true;
-  d.textContent = JSON.stringify(out); document.body.appendChild(d);
+  // the text a reader sees as prose: without code, scripts, styles, outputs and the maths KaTeX rendered
+  const skip = "script, style, pre, code, .katex, .katex-display, .katex-mathml, annotation, textarea, .sourceCode, " +
+               ".cell-output, .smalldocs-search-results";
+  const seen = (root) => { if (!root) return ""; const parts = [], w = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let n = w.nextNode(); n; n = w.nextNode()) if (!n.parentElement.closest(skip)) parts.push(n.nodeValue);
+    return parts.join(" "); };
+  const text = {prose: seen(document.querySelector("main") || document.body), toc: seen(document.getElementById("TOC")),
+    side: seen(document.getElementById("quarto-sidebar")),
+    katex_errors: [...document.querySelectorAll(".katex-error")].map((e) => (e.getAttribute("title") || e.textContent).slice(0, 80)),
+    outputs: [...document.querySelectorAll(".cell-output pre, .cell-output-stderr, .cell-output-stdout")].map((e) => e.textContent)};
+  for (const [id, v] of [["sd-check-overflow", out], ["sd-check-text", text]]) {
+    const d = document.createElement("div"); d.id = id; d.hidden = true; d.textContent = JSON.stringify(v); document.body.appendChild(d); }
 }, 300));</script>'''
 
 class Checker:
@@ -94,7 +95,7 @@ class Checker:
         self.site, self.browser, self.jobs, self.name, self.lines = Path(site).resolve(), browser, jobs, name, lines
         self.cfg = settings(); self.hosts = own_hosts(self.cfg)
         self.git = self.cfg.get('git_url', '').rstrip('/') + f"/blob/{self.cfg.get('branch', 'main')}/"
-        self.doms, self.ids, self.failures = {}, {}, []
+        self.doms, self.texts, self.ids, self.failures = {}, {}, {}, []
 
     def fail(self, page, reason): self.failures.append((self.name + page, reason))
 
@@ -117,6 +118,8 @@ class Checker:
                     cut = json.loads(m.get_text() or '[]'); m.decompose()
                     if cut: self.fail(rel, f'{len(cut)} block(s) cut off or past the column: ' + '; '.join(cut[:3]))
                 else: self.fail(rel, 'the page did not finish loading in Chromium (no layout measurement)')
+                t = soup.find(id='sd-check-text')
+                if t is not None: self.texts[rel] = json.loads(t.get_text() or '{}'); t.decompose()
                 self.doms[rel] = soup
                 self.ids[rel] = {t.get('id') for t in soup.find_all(id=True)} | {t.get('name') for t in soup.find_all('a', attrs={'name': True})}
 
@@ -177,23 +180,20 @@ class Checker:
                 self.fail(page, f'source link {href}: line {n} of {rel} starts no definition ({lines[n-1].strip()[:60]!r})')
 
     def check_text(self, page, soup):
-        main = soup.find('main') or soup
-        found = [m.group(0) for m in TEX.finditer(visible_text(main))]
-        toc = soup.find(id='TOC')
-        if toc: found += [m.group(0) for m in TEX.finditer(visible_text(toc))]
-        side = soup.find(id='quarto-sidebar')
-        if side: found += [m.group(0) for m in TEX.finditer(visible_text(side))]
+        "Raw TeX, KaTeX errors and progress spam, in what the page's script collected once the page had loaded."
+        text = self.texts.get(page)
+        if text is None: return   # already reported: the page did not finish loading
+        found = [m.group(0) for part in ('prose', 'toc', 'side') for m in TEX.finditer(text.get(part, ''))]
         title = soup.find('title')
         if title: found += [m.group(0) for m in TEX.finditer(title.get_text())]
         if found:
             ctx = sorted(set(found))[:6]
             self.fail(page, f'raw TeX in the text, {len(found)} place(s): ' + ', '.join(repr(x) for x in ctx))
-        errs = soup.select('.katex-error')
-        if errs:
-            self.fail(page, f'{len(errs)} KaTeX error(s): ' + '; '.join((e.get('title') or e.get_text())[:80] for e in errs[:3]))
+        errs = text.get('katex_errors', [])
+        if errs: self.fail(page, f'{len(errs)} KaTeX error(s): ' + '; '.join(errs[:3]))
         progress = []
-        for out in soup.select('.cell-output pre, .cell-output-stderr, .cell-output-stdout'):
-            for line in out.get_text().splitlines():
+        for out in text.get('outputs', []):
+            for line in out.splitlines():
                 if PROGRESS.search(line): progress.append(line.strip())
         progress = list(dict.fromkeys(progress))
         if len(progress) > MAX_PROGRESS:

@@ -15,7 +15,7 @@ cells run the same code at tiny sizes on a CPU; the run ends with `flagged cells
 (a flagged cell of a chapter that failed counts as failed). `--flags` (a real run of flagged cells, e.g. on a GPU)
 or `--no-smoke` turn smoke mode off. Exit status is non-zero on any failure. Per-chapter wall times are written to
 _build/test_times.json."""
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
@@ -79,14 +79,16 @@ def chk_import():
         r = subprocess.run([sys.executable, '-c', IMPORT_CHECK], cwd=d, env=run_env(), capture_output=True, text=True, timeout=300)
     return r.returncode == 0, (r.stderr.strip().splitlines() or [''])[-1]
 
+SITE = Path(tempfile.mkdtemp(prefix='test-site-'))/'site'   # rendered once, read by both site checks
+
 def chk_site():
-    with tempfile.TemporaryDirectory() as d:
-        r = sh([sys.executable, 'tools/build_book.py', '--no-exec', '--out', str(Path(d)/'site')], timeout=900)
-        ok = r.returncode == 0 and (Path(d)/'site'/'index.html').exists()
+    r = sh([sys.executable, 'tools/build_book.py', '--no-exec', '--out', str(SITE)], timeout=900)
+    ok = r.returncode == 0 and (SITE/'index.html').exists()
     return ok, '' if ok else (r.stdout[-1500:] + r.stderr[-3000:])
 
-def chk_site_pages():   # tools/check_site.py: renders the site and reads every page in headless Chromium
-    r = sh([sys.executable, 'tools/check_site.py', '--docs'], timeout=1500)   # also the committed docs/, with outputs
+def chk_site_pages():   # tools/check_site.py reads every page of that render in headless Chromium
+    if not (SITE/'index.html').exists(): return False, 'not run: the site did not build'
+    r = sh([sys.executable, 'tools/check_site.py', '--site', str(SITE), '--docs', '--jobs', '4'], timeout=1500)   # also the committed docs/
     return r.returncode == 0, '' if r.returncode == 0 else '\n' + (r.stdout[-4000:] + r.stderr[-1500:])
 
 def flagged_cells(nb):
@@ -126,6 +128,7 @@ def main():
                          ('check: README from index.ipynb', chk_readme), ('check: import in fresh interpreter', chk_import),
                          ('check: site builds', chk_site), ('check: site pages (links, TeX, KaTeX, logs, search)', chk_site_pages)]:
             check(name, fn)
+        shutil.rmtree(SITE.parent, ignore_errors=True)
     t_nbs = time.time()
     def run_one(nb):
         left = a.budget - (time.time() - t_nbs)
