@@ -8,7 +8,9 @@ gives API.md's names without importing the optional extras; the site builds (ren
 folder, docs/ untouched) and its pages read right in headless Chromium (tools/check_site.py: links, anchors,
 raw TeX, KaTeX errors, progress spam, search). Then every chapter runs under `nbdev_test` in its own process, in book order,
 with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
-(default: one per CPU core; the chapters' small models run single-threaded). Chapters see SMALLDIFFUSION_TEST=1,
+(default: one per CPU core; the chapters' small models run single-threaded, and each job gets one core's share of
+threads). Short chapters without flagged cells (under SMALL seconds in the last run, or in tools/test_times.json on a
+fresh checkout) run in groups that share one interpreter (tools/test_worker.py), so torch is imported once per group. Chapters see SMALLDIFFUSION_TEST=1,
 with which the image chapters train shorter runs than the book build does. Chapters holding flagged cells
 (`#| gpu`, `#| slow`, `#| sd`) run once, with every flag switched on and SMALLDIFFUSION_SMOKE=1, with which those
 cells run the same code at tiny sizes on a CPU; the run ends with `flagged cells: N run in smoke mode, M failed`
@@ -96,11 +98,45 @@ def flagged_cells(nb):
     cells = json.loads(Path(nb).read_text())['cells']
     return sum(1 for c in cells if c['cell_type'] == 'code' and cell_flags(''.join(c['source'])) & set(FLAGS))
 
-def run_chapter(nb, flags, timeout, smoke=False):
+SMALL, GROUP = 70, 120   # chapters under SMALL s (last run) without flagged cells share an interpreter, ~GROUP s per group
+
+def chapter_env(jobs, smoke=False):
+    "What every chapter's process sees: the test switch, smoke mode, and one core's share of threads per job."
+    return dict(SMALLDIFFUSION_TEST='1', OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // max(jobs, 1))),
+                **(dict(SMALLDIFFUSION_SMOKE='1') if smoke else {}))
+
+def run_group(nbs, timeout, env):
+    "Chapters one after another in one interpreter (tools/test_worker.py): torch and the package are imported once."
+    cmd = [sys.executable, str(ROOT/'tools'/'test_worker.py')] + [str(nb) for nb in nbs]
+    try:
+        r = sh(cmd, timeout=timeout, env=env)
+        out, err, why = r.stdout, r.stderr, f'the shared interpreter exited with status {r.returncode}'
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or '')
+        err, why = '', f'timed out after {timeout} s (chapters sharing an interpreter: {", ".join(nb.name for nb in nbs)})'
+    done = set()
+    for line in out.splitlines():
+        try: res = json.loads(line)
+        except ValueError: continue
+        record(res['name'], res['ok'], res['seconds'], '\n' + res['detail'] if res['detail'] else '')
+        done.add(res['name'])
+    for nb in nbs:
+        if nb.name not in done: record(nb.name, False, 0, f'not finished: {why}\n' + err[-3000:])
+
+def groups_of(nbs, prev):
+    "Short chapters packed, longest first, into groups of at most about GROUP seconds."
+    groups = []
+    for nb in sorted(nbs, key=lambda nb: -prev.get(nb.name, 0)):
+        g = next((g for g in groups if sum(prev.get(x.name, 0) for x in g) + prev.get(nb.name, 0) <= GROUP), None)
+        if g is None: groups.append([nb])
+        else: g.append(nb)
+    return groups
+
+def run_chapter(nb, flags, timeout, env):
     t0 = time.time()
     cmd = [str(BIN/'nbdev_test'), '--path', str(nb), '--n_workers', '0', '--do_print']
     if flags: cmd += ['--flags', ' '.join(flags)]
-    env = dict(SMALLDIFFUSION_TEST='1', **(dict(SMALLDIFFUSION_SMOKE='1') if smoke else {}))
+    smoke = env.get('SMALLDIFFUSION_SMOKE') == '1'
     try:
         r = sh(cmd, timeout=timeout, env=env)
         ok = r.returncode == 0
@@ -130,19 +166,26 @@ def main():
             check(name, fn)
         shutil.rmtree(SITE.parent, ignore_errors=True)
     t_nbs = time.time()
-    def run_one(nb):
-        left = a.budget - (time.time() - t_nbs)
-        if left <= 0: record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up'); return
-        n_flagged = flagged_cells(nb) if smoke else 0
-        if n_flagged: smoke_runs[nb.name] = (n_flagged, run_chapter(nb, list(FLAGS), min(a.timeout, int(left)), smoke=True))
-        else: run_chapter(nb, a.flags.split(), min(a.timeout, int(left)))
     todo = [nb for nb in chapters() if not a.only or nb.name in a.only]
-    # the longest chapters first, so that the last ones to finish are short (times of the previous run, if any)
-    last, bench = ROOT/'_build'/'test_times.json', ROOT/'bench'/'results.json'   # this checkout's last run, else the committed one
-    prev = (json.loads(last.read_text())['times'] if last.exists() else
-            json.loads(bench.read_text()).get('book', {}).get('times', {}) if bench.exists() else {})
-    todo.sort(key=lambda nb: -prev.get(nb.name, 0))
-    with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_one, todo))
+    # scheduling hints: this checkout's last run, else the committed times of a whole run
+    last, committed = ROOT/'_build'/'test_times.json', ROOT/'tools'/'test_times.json'
+    prev = json.loads((last if last.exists() else committed).read_text())['times'] if last.exists() or committed.exists() else {}
+    flagged = {nb.name: flagged_cells(nb) for nb in todo}
+    alone = [nb for nb in todo if flagged[nb.name] or prev.get(nb.name, 0) >= SMALL]
+    tasks = [[nb] for nb in alone] + groups_of([nb for nb in todo if nb not in alone], prev)
+    def run_task(task):
+        left = a.budget - (time.time() - t_nbs)
+        if left <= 0:
+            for nb in task: record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up')
+            return
+        nb = task[0]
+        if len(task) > 1: run_group(task, min(a.timeout * len(task), int(left)), chapter_env(a.jobs))
+        elif smoke and flagged[nb.name]:
+            smoke_runs[nb.name] = (flagged[nb.name], run_chapter(nb, list(FLAGS), min(a.timeout, int(left)), chapter_env(a.jobs, smoke=True)))
+        else: run_chapter(nb, a.flags.split(), min(a.timeout, int(left)), chapter_env(a.jobs))
+    # the longest first, so that the last ones to finish are short
+    tasks.sort(key=lambda t: -sum(prev.get(nb.name, 0) for nb in t))
+    with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_task, tasks))
     times = {n: round(s, 1) for n, _, s, _ in results}
     (ROOT/'_build').mkdir(exist_ok=True)
     npass = sum(ok for _, ok, _, _ in results); nfail = len(results) - npass
