@@ -1,5 +1,6 @@
 """Check the rendered site as a reader's browser shows it: every page is opened from disk in headless Chromium
-(Debian's `chromium`), its scripts run (KaTeX among them), and the page as it then stands is checked for
+(Debian's `chromium`, one browser for all pages, driven over its DevTools protocol with websocket-client), its
+scripts run (KaTeX among them), and what a script added to the page then collects (text, links, ids, layout) is checked for
 
   - broken local links: a file that is not there, or an `#anchor` that no element of the target page has;
   - links to the site's own host (settings.ini `doc_host`, and the GitHub Pages address of `user`) that name no page;
@@ -18,7 +19,7 @@
     python tools/check_site.py --docs         # the fresh render, and the committed docs/ (its outputs) too
 
 Prints one line per failing page and reason, and exits 1 when anything fails (2 when Chromium is missing)."""
-import argparse, configparser, json, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, configparser, contextlib, json, os, re, shutil, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -40,15 +41,57 @@ def chromium():
         if p: return p
     return None
 
-def dump_dom(browser, url, budget_ms=4000, timeout=60, errors=None):
-    "The page's DOM after its scripts ran, from headless Chromium; the scripts' uncaught errors go into `errors`."
-    cmd = [browser, '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-           '--enable-logging=stderr', '--v=0', f'--virtual-time-budget={budget_ms}',
-           '--dump-dom', url]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if errors is not None:
-        errors += [m.group(1) for m in re.finditer(r'CONSOLE[^\]]*\] "(Uncaught [^"]*)"', r.stderr)]
-    return r.stdout
+class Browser:
+    "One headless Chromium for every page, driven over the DevTools protocol (websocket-client, a Jupyter dependency)."
+    def __init__(self, exe):
+        self.dir = tempfile.mkdtemp(prefix='check-site-chromium-')
+        self.proc = subprocess.Popen([exe, '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+                                      '--no-first-run', '--remote-debugging-port=0', f'--user-data-dir={self.dir}', 'about:blank'],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = Path(self.dir)/'DevToolsActivePort'   # Chromium writes the port it listens on here
+        for _ in range(600):
+            if port.exists() and port.read_text().strip(): break
+            if self.proc.poll() is not None: raise RuntimeError(f'{exe} exited with status {self.proc.returncode}')
+            time.sleep(0.05)
+        else: raise RuntimeError(f'{exe} did not open its DevTools port within 30 s')
+        self.port = int(port.read_text().split()[0])
+
+    def close(self):
+        self.proc.terminate()
+        try: self.proc.wait(10)
+        except subprocess.TimeoutExpired: self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dom(self, url, ready='true', value='document.documentElement.outerHTML', timeout=30, errors=None):
+        """The page's DOM once the JavaScript expression `ready` is true (or after `timeout` s) in a new tab; the
+        page's uncaught script errors go into `errors`."""
+        import urllib.request, websocket
+        base = f'http://127.0.0.1:{self.port}/json'
+        tab = json.load(urllib.request.urlopen(urllib.request.Request(base + '/new?about:blank', method='PUT'), timeout=30))
+        ws = websocket.create_connection(tab['webSocketDebuggerUrl'], timeout=timeout, suppress_origin=True)
+        ids = iter(range(1, 10**9))
+        def call(method, **params):
+            i = next(ids); ws.send(json.dumps(dict(id=i, method=method, params=params)))
+            while True:
+                m = json.loads(ws.recv())
+                if m.get('method') == 'Runtime.exceptionThrown' and errors is not None:
+                    d = m['params']['exceptionDetails']
+                    errors.append('Uncaught ' + (d.get('exception', {}).get('description') or d.get('text', '')).split('\n')[0])
+                if m.get('id') == i: return m.get('result', {})
+        try:
+            call('Runtime.enable'); call('Page.enable'); call('Page.navigate', url=url)
+            t0, expr = time.time(), f'(document.readyState === "complete" && ({ready})) ? ({value}) : ""'
+            while True:
+                html = call('Runtime.evaluate', expression=expr, returnByValue=True).get('result', {}).get('value') or ''
+                if html or time.time() - t0 > timeout: break
+                time.sleep(0.1)
+            if not html:
+                html = call('Runtime.evaluate', expression=value, returnByValue=True)['result'].get('value', '')
+            return html
+        finally:
+            ws.close()
+            try: urllib.request.urlopen(f'{base}/close/{tab["id"]}', timeout=10).read()
+            except OSError: pass
 
 def settings():
     c = configparser.ConfigParser(); c.read(ROOT/'settings.ini')
@@ -86,8 +129,12 @@ MEASURE = '''<script>window.addEventListener("load", () => setTimeout(() => {
     side: seen(document.getElementById("quarto-sidebar")),
     katex_errors: [...document.querySelectorAll(".katex-error")].map((e) => (e.getAttribute("title") || e.textContent).slice(0, 80)),
     outputs: [...document.querySelectorAll(".cell-output pre, .cell-output-stderr, .cell-output-stdout")].map((e) => e.textContent)};
-  for (const [id, v] of [["sd-check-overflow", out], ["sd-check-text", text]]) {
-    const d = document.createElement("div"); d.id = id; d.hidden = true; d.textContent = JSON.stringify(v); document.body.appendChild(d); }
+  const links = [];   // [tag, attribute, value as written], outside the search box's results
+  for (const [tag, attr] of [["a", "href"], ["img", "src"], ["link", "href"], ["script", "src"], ["iframe", "src"]])
+    document.querySelectorAll(tag + "[" + attr + "]").forEach((e) => {
+      if (!e.closest(".smalldocs-search-results")) links.push([tag, attr, e.getAttribute(attr)]); });
+  const ids = [...document.querySelectorAll("[id]")].map((e) => e.id).concat([...document.querySelectorAll("a[name]")].map((e) => e.name));
+  window.sdCheck = JSON.stringify({overflow: out, text: text, links: links, ids: ids, title: document.title});
 }, 300));</script>'''
 
 class Checker:
@@ -95,33 +142,28 @@ class Checker:
         self.site, self.browser, self.jobs, self.name, self.lines = Path(site).resolve(), browser, jobs, name, lines
         self.cfg = settings(); self.hosts = own_hosts(self.cfg)
         self.git = self.cfg.get('git_url', '').rstrip('/') + f"/blob/{self.cfg.get('branch', 'main')}/"
-        self.doms, self.texts, self.ids, self.failures = {}, {}, {}, []
+        self.pages, self.ids, self.failures = {}, {}, []
 
     def fail(self, page, reason): self.failures.append((self.name + page, reason))
 
     def load(self, pages):
-        from bs4 import BeautifulSoup
+        "Open every page in Chromium; what the page's script collected (layout, text, links, ids) goes into `self.pages`."
         def one(p):
             probe = p.with_name('_probe_' + p.name)   # a copy of the page with the measuring script, beside it
             probe.write_text(p.read_text(encoding='utf-8').replace('</body>', MEASURE + '</body>'), encoding='utf-8')
             errs = []
-            try: html = dump_dom(self.browser, probe.as_uri(), errors=errs)
+            try: found = self.browser.dom(probe.as_uri(), ready='window.sdCheck', value='window.sdCheck || ""', errors=errs)
             finally: probe.unlink(missing_ok=True)
             if errs: self.fail(p.relative_to(self.site).as_posix(), f'{len(errs)} script error(s): ' + '; '.join(errs[:3]))
-            return p, BeautifulSoup(html, 'html.parser') if html.strip() else None
+            return p, json.loads(found) if found else None
         with ThreadPoolExecutor(self.jobs) as pool:
-            for p, soup in pool.map(one, pages):
+            for p, found in pool.map(one, pages):
                 rel = p.relative_to(self.site).as_posix()
-                if soup is None: self.fail(rel, 'Chromium returned no page'); continue
-                m = soup.find(id='sd-check-overflow')
-                if m is not None:
-                    cut = json.loads(m.get_text() or '[]'); m.decompose()
-                    if cut: self.fail(rel, f'{len(cut)} block(s) cut off or past the column: ' + '; '.join(cut[:3]))
-                else: self.fail(rel, 'the page did not finish loading in Chromium (no layout measurement)')
-                t = soup.find(id='sd-check-text')
-                if t is not None: self.texts[rel] = json.loads(t.get_text() or '{}'); t.decompose()
-                self.doms[rel] = soup
-                self.ids[rel] = {t.get('id') for t in soup.find_all(id=True)} | {t.get('name') for t in soup.find_all('a', attrs={'name': True})}
+                if found is None: self.fail(rel, 'the page did not finish loading in Chromium (its checking script did not run)'); continue
+                if found['overflow']:
+                    self.fail(rel, f"{len(found['overflow'])} block(s) cut off or past the column: " + '; '.join(found['overflow'][:3]))
+                self.pages[rel] = found
+                self.ids[rel] = set(found['ids'])
 
     def ids_of(self, rel):
         if rel not in self.ids and (self.site/rel).suffix == '.html' and (self.site/rel).exists():
@@ -136,34 +178,31 @@ class Checker:
         if frag and f.suffix == '.html' and unquote(frag) not in self.ids_of(rel):
             self.fail(page, f'broken anchor {href} (no id "{unquote(frag)}" in {rel})')
 
-    def check_links(self, page, soup):
+    def check_links(self, page, found):
         base = (self.site/page).parent
-        for tag, attr in (('a', 'href'), ('img', 'src'), ('link', 'href'), ('script', 'src'), ('iframe', 'src')):
-            for t in soup.find_all(tag):
-                href = t.get(attr)
-                if not href or href.startswith(('mailto:', 'javascript:', 'data:')): continue
-                if t.find_parent(class_='smalldocs-search-results'): continue
-                u = urlsplit(href)
-                if u.scheme in ('http', 'https'):
-                    own = next((h for h in self.hosts if href.startswith(h)), None)
-                    if own:
-                        rest = urlsplit(href[len(own):])
-                        path = unquote(rest.path) or 'index.html'
-                        if path.endswith('/'): path += 'index.html'
-                        self.check_target(page, path, rest.fragment, href)
-                    elif self.git != '/blob/main/' and href.startswith(self.git):
-                        self.check_source(page, href)
-                    continue
-                if u.scheme == 'file' or u.scheme: continue
-                if not u.path:                                    # an anchor on this page
-                    if u.fragment and unquote(u.fragment) not in self.ids[page]:
-                        self.fail(page, f'broken anchor {href}')
-                    continue
-                target = (base/unquote(u.path)).resolve()
-                try: rel = target.relative_to(self.site).as_posix()
-                except ValueError: self.fail(page, f'link {href} leaves the site'); continue
-                if target.is_dir(): rel = (Path(rel)/'index.html').as_posix()
-                self.check_target(page, rel, u.fragment, href)
+        for tag, attr, href in found['links']:
+            if not href or href.startswith(('mailto:', 'javascript:', 'data:')): continue
+            u = urlsplit(href)
+            if u.scheme in ('http', 'https'):
+                own = next((h for h in self.hosts if href.startswith(h)), None)
+                if own:
+                    rest = urlsplit(href[len(own):])
+                    path = unquote(rest.path) or 'index.html'
+                    if path.endswith('/'): path += 'index.html'
+                    self.check_target(page, path, rest.fragment, href)
+                elif self.git != '/blob/main/' and href.startswith(self.git):
+                    self.check_source(page, href)
+                continue
+            if u.scheme == 'file' or u.scheme: continue
+            if not u.path:                                    # an anchor on this page
+                if u.fragment and unquote(u.fragment) not in self.ids[page]:
+                    self.fail(page, f'broken anchor {href}')
+                continue
+            target = (base/unquote(u.path)).resolve()
+            try: rel = target.relative_to(self.site).as_posix()
+            except ValueError: self.fail(page, f'link {href} leaves the site'); continue
+            if target.is_dir(): rel = (Path(rel)/'index.html').as_posix()
+            self.check_target(page, rel, u.fragment, href)
 
     def check_source(self, page, href):
         u = urlsplit(href)
@@ -179,13 +218,11 @@ class Checker:
             elif self.lines and not re.match(r'\s*(@|def |class |async def |\w+\s*=)', lines[n-1]):
                 self.fail(page, f'source link {href}: line {n} of {rel} starts no definition ({lines[n-1].strip()[:60]!r})')
 
-    def check_text(self, page, soup):
+    def check_text(self, page, found_on_page):
         "Raw TeX, KaTeX errors and progress spam, in what the page's script collected once the page had loaded."
-        text = self.texts.get(page)
-        if text is None: return   # already reported: the page did not finish loading
+        text = found_on_page['text']
         found = [m.group(0) for part in ('prose', 'toc', 'side') for m in TEX.finditer(text.get(part, ''))]
-        title = soup.find('title')
-        if title: found += [m.group(0) for m in TEX.finditer(title.get_text())]
+        found += [m.group(0) for m in TEX.finditer(found_on_page['title'])]
         if found:
             ctx = sorted(set(found))[:6]
             self.fail(page, f'raw TeX in the text, {len(found)} place(s): ' + ', '.join(repr(x) for x in ctx))
@@ -234,7 +271,8 @@ class Checker:
         try:
             tmp.write_text(index.read_text(encoding='utf-8').replace('</body>', probe + '</body>'), encoding='utf-8')
             for how, url in (('from disk', tmp.as_uri()), ('over HTTP', f'http://127.0.0.1:{server.server_port}/{tmp.name}')):
-                m = re.search(r'<title>SEARCH:(\w+)</title>', dump_dom(self.browser, url, budget_ms=8000))
+                html = self.browser.dom(url, ready='document.title.startsWith("SEARCH:")', timeout=20)
+                m = re.search(r'<title>SEARCH:(\w+)</title>', html)
                 if not m or not m.group(1).isdigit() or int(m.group(1)) == 0:
                     self.fail('index.html', f'search {how} found nothing for {words[0]!r} ({m.group(1) if m else "probe did not run"})')
         finally:
@@ -245,8 +283,8 @@ class Checker:
                        and (not only or p.name in only or p.stem in only))
         if not pages: self.fail('(site)', f'no pages in {self.site}'); return pages
         self.load(pages)
-        for page, soup in self.doms.items():
-            self.check_links(page, soup); self.check_text(page, soup)
+        for page, found in self.pages.items():
+            self.check_links(page, found); self.check_text(page, found)
         if not only: self.check_search(); self.check_search_works()
         return pages
 
@@ -265,7 +303,8 @@ def main():
               'Install it with `make chromium` (Debian: apt-get install chromium).')
         sys.exit(2)
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix='check-site-') as tmp:
+    browser = Browser(browser)
+    with tempfile.TemporaryDirectory(prefix='check-site-') as tmp, contextlib.closing(browser):
         site = Path(tmp)/'site'   # the check writes probe pages beside the pages: into a copy, never into docs/
         if a.site: shutil.copytree(a.site, site)
         else:
