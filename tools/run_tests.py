@@ -6,7 +6,7 @@ Checks: the package equals what `nbdev_export` writes; notebooks are clean (`nbd
 README.md is what nbs/index.ipynb gives; `from smalldiffusion import *` works in a fresh interpreter and
 gives API.md's names without importing the optional extras; the site builds (rendered into a temporary
 folder, docs/ untouched) and its pages read right in headless Chromium (tools/check_site.py: links, anchors,
-raw TeX, KaTeX errors, progress spam, search). Then every chapter runs under `nbdev_test` in its own process, in book order,
+raw TeX, KaTeX errors, progress spam, search). Then every chapter runs under nbdev's test runner, longest first,
 with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
 (default: one per CPU core; the chapters' small models run single-threaded, and each job gets one core's share of
 threads). Short chapters without flagged cells (under SMALL seconds in the last run, or in tools/test_times.json on a
@@ -81,7 +81,7 @@ def chk_import():
         r = subprocess.run([sys.executable, '-c', IMPORT_CHECK], cwd=d, env=run_env(), capture_output=True, text=True, timeout=300)
     return r.returncode == 0, (r.stderr.strip().splitlines() or [''])[-1]
 
-SITE = Path(tempfile.mkdtemp(prefix='test-site-'))/'site'   # rendered once, read by both site checks
+SITE = None   # where the site is rendered once, for both site checks (a temporary folder, set by `main`)
 
 def chk_site():
     r = sh([sys.executable, 'tools/build_book.py', '--no-exec', '--out', str(SITE)], timeout=900)
@@ -160,6 +160,8 @@ def main():
     smoke_runs = {}   # chapter name -> (flagged cells, passed)
     t_start = time.time()
     if a.only is None:
+        global SITE
+        SITE = Path(tempfile.mkdtemp(prefix='test-site-'))/'site'
         for name, fn in [('check: package == nbdev_export', chk_export), ('check: notebooks clean', chk_clean),
                          ('check: README from index.ipynb', chk_readme), ('check: import in fresh interpreter', chk_import),
                          ('check: site builds', chk_site), ('check: site pages (links, TeX, KaTeX, logs, search)', chk_site_pages)]:
