@@ -6,8 +6,7 @@ Checks: the package equals what `nbdev_export` writes; notebooks are clean (`nbd
 README.md is what nbs/index.ipynb gives; `from smalldiffusion import *` works in a fresh interpreter and
 gives API.md's names without importing the optional extras; the site builds (rendered into a temporary
 folder, docs/ untouched) and its pages read right in headless Chromium (tools/check_site.py: links, anchors,
-raw TeX, KaTeX errors, progress spam, search; these two run beside the chapters). Every chapter runs under nbdev's
-test runner, longest first,
+raw TeX, KaTeX errors, progress spam, search). Then every chapter runs under nbdev's test runner, longest first,
 with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
 (default: one per CPU core; the chapters' small models run single-threaded, and each job gets one core's share of
 threads). Short chapters without flagged cells (under SMALL seconds in the last run, or in tools/test_times.json on a
@@ -18,7 +17,7 @@ cells run the same code at tiny sizes on a CPU; the run ends with `flagged cells
 (a flagged cell of a chapter that failed counts as failed). `--flags` (a real run of flagged cells, e.g. on a GPU)
 or `--no-smoke` turn smoke mode off. Exit status is non-zero on any failure. Per-chapter wall times are written to
 _build/test_times.json."""
-import argparse, json, os, shutil, subprocess, sys, tempfile, threading, time
+import argparse, json, os, shutil, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
@@ -164,14 +163,10 @@ def main():
         global SITE
         SITE = Path(tempfile.mkdtemp(prefix='test-site-'))/'site'
         for name, fn in [('check: package == nbdev_export', chk_export), ('check: notebooks clean', chk_clean),
-                         ('check: README from index.ipynb', chk_readme), ('check: import in fresh interpreter', chk_import)]:
+                         ('check: README from index.ipynb', chk_readme), ('check: import in fresh interpreter', chk_import),
+                         ('check: site builds', chk_site), ('check: site pages (links, TeX, KaTeX, logs, search)', chk_site_pages)]:
             check(name, fn)
-    def site_checks():   # beside the chapters: much of it waits on the browser
-        check('check: site builds', chk_site)
-        check('check: site pages (links, TeX, KaTeX, logs, search)', chk_site_pages)
         shutil.rmtree(SITE.parent, ignore_errors=True)
-    site = threading.Thread(target=site_checks)
-    if a.only is None: site.start()
     t_nbs = time.time()
     todo = [nb for nb in chapters() if not a.only or nb.name in a.only]
     # scheduling hints: this checkout's last run, else the committed times of a whole run
@@ -193,7 +188,6 @@ def main():
     # the longest first, so that the last ones to finish are short
     tasks.sort(key=lambda t: -sum(prev.get(nb.name, 0) for nb in t))
     with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_task, tasks))
-    if a.only is None: site.join()
     times = {n: round(s, 1) for n, _, s, _ in results}
     (ROOT/'_build').mkdir(exist_ok=True)
     npass = sum(ok for _, ok, _, _ in results); nfail = len(results) - npass
