@@ -11,7 +11,7 @@ links to (`03_models.ipynb` -> `models.html`), with anchors for every name nbdev
 renders offline, and write the search index as readable text, also as search.js so that search works from disk;
 (5) replace docs/ (or --out) only when every step succeeded, and regenerate README.md.
 """
-import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
+import argparse, copy, hashlib, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
@@ -67,15 +67,20 @@ def process(nb_dir):
     if PROC.exists(): shutil.rmtree(PROC)
     import nbdev.processors as procs
     class exec_show_docs(procs.exec_show_docs):
-        "nbdev's: but a test cell that imports something and then needs earlier cells is skipped with a warning."
+        """nbdev's, but it keeps the outputs the chapter's own run gave every cell that is not an API-doc cell: nbdev
+        re-runs cells with imports in its show_doc shell and writes what that shell printed over them (a traceback,
+        when the cell needs earlier cells); such a failure is a warning, not an error."""
         def __call__(self, cell):
+            doc = bool(procs._show_docs(cell.parsed_() or []) or cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'})
+            kept = copy.deepcopy(cell.get('outputs'))
             try: super().__call__(cell)
             except Exception as e:
-                if procs._show_docs(cell.parsed_() or []) or cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: raise
+                if doc: raise
                 log(f'  warning: the show_doc shell skipped cell {cell.idx_} of {getattr(self.nb, "path_", "?")}: '
                     f'{type(e.__cause__ or e).__name__}: {e.__cause__ or e} (a cell with an import runs there; '
                     'put imports in cells of their own)')
                 self.k.exc = None
+            if not doc and kept is not None: cell['outputs'] = kept
     procs.exec_show_docs = exec_show_docs
     cwd, xdg = os.getcwd(), os.environ.get('XDG_CONFIG_HOME')
     os.chdir(ROOT); os.environ['XDG_CONFIG_HOME'] = str(cfg)

@@ -8,7 +8,7 @@ scripts run (KaTeX among them), and what a script added to the page then collect
   - raw TeX left in the text (`\\command`, `$...$`, `\\(...\\)` outside code and outside what KaTeX rendered), also in
     the contents list and in the search index;
   - KaTeX errors (`.katex-error`);
-  - more than a few progress-bar or log lines in a page's outputs;
+  - more than a few progress-bar or log lines in a page's outputs, or an error traceback in one;
   - code, display maths, tables or pictures cut off at the right edge of their box, or running past the text column;
   - a script error (uncaught) while the page loads;
   - search: the index page, opened from disk and served over HTTP, finds a word of the book.
@@ -233,6 +233,8 @@ class Checker:
             for line in out.splitlines():
                 if PROGRESS.search(line): progress.append(line.strip())
         progress = list(dict.fromkeys(progress))
+        tracebacks = sum('Traceback (most recent call last)' in out for out in text.get('outputs', []))
+        if tracebacks: self.fail(page, f'{tracebacks} output(s) show an error traceback')
         if len(progress) > MAX_PROGRESS:
             self.fail(page, f'{len(progress)} progress/log lines in outputs (at most {MAX_PROGRESS}), e.g. {progress[0][:70]!r}')
 
