@@ -308,21 +308,25 @@ def run_worker(workload, impl, size, timeout):
 
 def run_workers(items, impl, timeout):
     "Measure each (workload, size) of `items` with implementation `impl`, all in one fresh process."
+    return run_jobs([(wl, impl, size) for wl, size in items], impl == 'upstream', timeout)
+
+def run_jobs(jobs, upstream, timeout):
+    "Run each (workload, impl, size) of `jobs` in one fresh process that imports smalldiffusion 0.5.0 (`upstream`) or ours."
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env.update(HF_HUB_OFFLINE='1', TQDM_DISABLE='1', ACCELERATE_DISABLE_RICH='1', OMP_NUM_THREADS=str(os.cpu_count()))
-    if impl == 'upstream':
+    if upstream:
         if not (UPSTREAM/'smalldiffusion').exists():
             raise SystemExit(f'smalldiffusion 0.5.0 is not installed in {UPSTREAM}: run `make setup`')
         env['PYTHONPATH'] = str(UPSTREAM)
     code = (f"import sys, json; sys.path.insert(0, {str(ROOT/'tools')!r}); import bench, smalldiffusion\n"
-            f"for wl, size in {items!r}:\n"
-            f"    r = bench.ALL_WORKLOADS[wl]({impl!r}, size); r['package'] = smalldiffusion.__file__\n"
+            f"for wl, impl, size in {jobs!r}:\n"
+            f"    r = bench.ALL_WORKLOADS[wl](impl, size); r['package'] = smalldiffusion.__file__\n"
             "    print('RESULT' + json.dumps(r), flush=True)")
     with tempfile.TemporaryDirectory() as d:   # outside the checkout, so only PYTHONPATH / the install decides
         r = subprocess.run([sys.executable, '-c', code], cwd=d, env=env, capture_output=True, text=True, timeout=timeout)
-    if r.returncode: raise RuntimeError(f'{[w for w, _ in items]} with {impl} failed:\n{r.stderr[-3000:]}')
+    if r.returncode: raise RuntimeError(f'{[(w, i) for w, i, _ in jobs]} failed:\n{r.stderr[-3000:]}')
     res = [json.loads(l[6:]) for l in r.stdout.splitlines() if l.startswith('RESULT')]
-    for x in res: assert (str(UPSTREAM) in x.pop('package')) == (impl == 'upstream'), 'wrong package imported'
+    for x in res: assert (str(UPSTREAM) in x.pop('package')) == upstream, 'wrong package imported'
     return res
 
 TTQ_NAMES = {'book': 'book recipe', 'v05_settings': 'smalldiffusion 0.5 settings'}
@@ -340,15 +344,22 @@ def _ratio_entry(runs, size):
                 time_to_target={ours: t_ours, ref: t_ref},
                 ratio=t_ref / t_ours if t_ours > 0 else None, ratio_meaning=f'CPU seconds to reach the target, {ref} / {ours}')
 
-def time_to_quality(name, tiny, timeout):
-    "Run the time-to-quality workload `name`, one fresh process per recipe."
-    return dict(toy_time_to_quality=_toy_ttq, image_time_to_quality=_image_ttq)[name](tiny, timeout)
+def ttq_size(name, tiny):
+    "Sizes of the time-to-quality workload `name`."
+    if name == 'toy_time_to_quality':
+        return (dict(book_steps=20, v05_steps=20, evals=2, n=100, curve=2000) if tiny else
+                dict(book_steps=3000, v05_steps=15000, evals=20, n=2000, curve=20_000))
+    return (dict(steps=4, batch=16, evals=2, n=20, sample_steps=4, n_train=512, clf_epochs=1) if tiny else
+            dict(steps=600, batch=128, evals=6, n=300, sample_steps=20, n_train=None, clf_epochs=2))
 
-def _toy_ttq(tiny, timeout):
+def time_to_quality(name, tiny, timeout, runs=None):
+    "Run the time-to-quality workload `name`, one fresh process per recipe, unless `runs` (recipe -> result) are given."
+    return dict(toy_time_to_quality=_toy_ttq, image_time_to_quality=_image_ttq)[name](tiny, timeout, runs)
+
+def _toy_ttq(tiny, timeout, runs=None):
     "Chapter 8's toy: the two recipes one after the other."
-    size = (dict(book_steps=20, v05_steps=20, evals=2, n=100, curve=2000) if tiny else
-            dict(book_steps=3000, v05_steps=15000, evals=20, n=2000, curve=20_000))
-    runs = {impl: run_worker('toy_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
+    size = ttq_size('toy_time_to_quality', tiny)
+    runs = runs or {impl: run_worker('toy_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
     ours, ref = TTQ_NAMES['book'], TTQ_NAMES['v05_settings']
     return dict(quality="chapter 8's d", measure="chapter 8's d: mean of precision and coverage against Swissroll(pi/2, 5pi, "
                         f"{size['curve']}), {size['n']} samples, 20 steps, gamma=2, seed 0 (lower is better)",
@@ -359,14 +370,14 @@ def _toy_ttq(tiny, timeout):
                                f"(AdamW, lr 1e-3), {size['v05_steps']} steps"},
                 **_ratio_entry(runs, size))
 
-def _image_ttq(tiny, timeout):
+def _image_ttq(tiny, timeout, runs=None):
     "The FashionMNIST U-Net's quick model: the two recipes as two single-threaded processes at the same time."
     from concurrent.futures import ThreadPoolExecutor
-    size = (dict(steps=4, batch=16, evals=2, n=20, sample_steps=4, n_train=512, clf_epochs=1) if tiny else
-            dict(steps=600, batch=128, evals=6, n=300, sample_steps=20, n_train=None, clf_epochs=2))
-    with ThreadPoolExecutor(len(TTQ_NAMES)) as pool:   # each worker uses one thread; they share nothing
-        futs = {impl: pool.submit(run_worker, 'image_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
-        runs = {impl: f.result() for impl, f in futs.items()}
+    size = ttq_size('image_time_to_quality', tiny)
+    if runs is None:
+        with ThreadPoolExecutor(len(TTQ_NAMES)) as pool:   # each worker uses one thread; they share nothing
+            futs = {impl: pool.submit(run_worker, 'image_time_to_quality', impl, size, timeout) for impl in TTQ_NAMES}
+            runs = {impl: f.result() for impl, f in futs.items()}
     ours, ref = TTQ_NAMES['book'], TTQ_NAMES['v05_settings']
     b, px = runs['book'], runs['book']['image_size']
     return dict(quality='Fréchet distance', measure=f"Fréchet distance of {size['n']} samples ({size['sample_steps']} steps, gamma=2, seed 0, clamped "
@@ -435,12 +446,14 @@ def main():
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results, items = [], [it for it in plan(a.tiny) if not a.only or it['workload'] in a.only]
-    pre = {}
-    if a.tiny:   # one process per implementation for all workloads: a seconds-long check that everything runs
-        for impl in sorted({i for it in items for i in it['impls']}):
-            mine = [it for it in items if impl in it['impls']]
-            for it, r in zip(mine, run_workers([(it['workload'], it['size']) for it in mine], impl, a.timeout)):
-                pre[(id(it), impl)] = r
+    pre, ttq_names = {}, [n for n in TIME_TO_QUALITY if not a.only or n in a.only]
+    if a.tiny:   # two processes in all, one per package: a seconds-long check that every workload runs
+        jobs = [(it['workload'], impl, it['size'], (id(it), impl)) for it in items for impl in it['impls']]
+        jobs += [(n, impl, ttq_size(n, True), (n, impl)) for n in ttq_names for impl in TTQ_NAMES]
+        for up in (True, False):
+            mine = [j for j in jobs if (j[1] == 'upstream') == up]
+            if mine:
+                for j, r in zip(mine, run_jobs([j[:3] for j in mine], up, a.timeout)): pre[j[3]] = r
     for item in items:
         runs = {impl: [] for impl in item['impls']}
         for rep in range(repeats):
@@ -454,7 +467,8 @@ def main():
         o = stats['ours']['seconds']['median']
         print(f"{item['label']:38s} ours {o:8.3f} s  " +
               '  '.join(f"{i}: {o/s['seconds']['median']:.2f}×" for i, s in stats.items() if i != 'ours'), flush=True)
-    ttq = {name: time_to_quality(name, a.tiny, a.timeout) for name in TIME_TO_QUALITY if not a.only or name in a.only}
+    ttq = {name: time_to_quality(name, a.tiny, a.timeout, {i: pre[name, i] for i in TTQ_NAMES} if a.tiny else None)
+           for name in ttq_names}
     for name, r in ttq.items():
         ratio = 'not available' if r['ratio'] is None else f"{r['ratio']:.2f}"
         print(f"{name}: {r['reference']} reach {r['target']:.4f} in {r['time_to_target'][r['reference']]:.1f} CPU s, "

@@ -55,7 +55,7 @@ def execute(src_dir, flags, only, timeout, reuse=False, jobs=1):
         raise SystemExit(f'build stopped: {len(errors)} chapter(s) failed (docs/ left as it was)')
     return dest
 
-def process(nb_dir):
+def process(nb_dir, jobs=1):
     """nbdev's processors (show_doc cells, hidden cells, directives) into _proc/, with the book's API renderer
     (`renderer`, an nbdev setting given through nbdev's user config so that only the site build uses it); then the
     pages take the names nbdev links to (`output-file`, which Quarto reads and smalldocs does not)."""
@@ -84,8 +84,12 @@ def process(nb_dir):
     procs.exec_show_docs = exec_show_docs
     cwd, xdg = os.getcwd(), os.environ.get('XDG_CONFIG_HOME')
     os.chdir(ROOT); os.environ['XDG_CONFIG_HOME'] = str(cfg)
-    try: proc_nbs(path=str(nb_dir), force=True, n_workers=0)
+    import nbdev.serve
+    spawning = nbdev.serve.parallel   # nbdev spawns its workers, which would lose the processor above: fork them instead
+    nbdev.serve.parallel = lambda f, items, **kw: spawning(f, items, **{**kw, 'method': 'fork'})
+    try: proc_nbs(path=str(nb_dir), force=True, n_workers=jobs)
     finally:
+        nbdev.serve.parallel = spawning
         os.chdir(cwd)
         if xdg is None: os.environ.pop('XDG_CONFIG_HOME', None)
         else: os.environ['XDG_CONFIG_HOME'] = xdg
@@ -307,7 +311,7 @@ def main():
     t0 = time.time()
     log(f'book: executing chapters (flags: {flags})' if flags is not None else 'book: rendering without executing')
     nb_dir = execute(Path(a.src), flags, a.only, a.timeout, a.reuse, a.jobs)
-    log('book: processing notebooks (nbdev)'); proc = process(nb_dir)
+    log('book: processing notebooks (nbdev)'); proc = process(nb_dir, a.jobs)
     log('book: rendering site'); site = render(proc)
     if not (site/'index.html').exists(): raise SystemExit(f'render produced no index.html in {site}')
     log(f'book: KaTeX vendored into {vendor_katex(site)} pages; {finish_search(site)} search entries')
