@@ -105,7 +105,7 @@ def worker_ours(workload, size, data, fast):
             '--batch-size', str(batch), '--epoch-size', str(size['steps'] * batch), '--n-samples', '1', '--sample-steps', '1']
     on_cpu = not torch.cuda.is_available()
     if fast:
-        argv += ['--mixed-precision', 'bf16', '--device-data', '--compile', 'aot_eager' if on_cpu else 'inductor']
+        argv += ['--mixed-precision', 'bf16', '--device-data', '--compile', 'eager' if on_cpu else 'inductor']
         if workload == 'cifar_unet': argv += ['--channels-last']
     else: argv += ['--no-tf32']
     run = run_recipe(recipe, argv)
