@@ -9,7 +9,8 @@ notebook processors (show_doc with the book's renderer, directives) into _proc/,
 links to (`03_models.ipynb` -> `models.html`), with anchors for every name nbdev links and a numbered sidebar;
 (3) render _proc/ with Quarto when a `quarto` binary is on PATH, otherwise with smalldocs; (4) vendor KaTeX so maths
 renders offline, and write the search index as readable text, also as search.js so that search works from disk;
-(5) replace docs/ (or --out) only when every step succeeded, and regenerate README.md.
+(5) after an executed build, check every page in headless Chromium (tools/check_site.py: outputs included);
+(6) replace docs/ (or --out) only when every step succeeded, and regenerate README.md.
 """
 import argparse, copy, hashlib, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -301,6 +302,8 @@ def main():
     p.add_argument('--reuse', action='store_true', help='do not re-run chapters whose source is unchanged since '
                    'their last successful execution here (_build/executed)')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='chapters executed at the same time')
+    p.add_argument('--no-check', action='store_true', help='skip the site check of an executed build '
+                   '(tools/check_site.py, run on the new site before it replaces --out)')
     a = p.parse_args()
     flags = None if a.no_exec else (a.flags.split() if a.flags is not None else [])
     if flags is not None and a.flags is None:
@@ -316,6 +319,10 @@ def main():
     if not (site/'index.html').exists(): raise SystemExit(f'render produced no index.html in {site}')
     log(f'book: KaTeX vendored into {vendor_katex(site)} pages; {finish_search(site)} search entries')
     out = Path(a.out).resolve()
+    if flags is not None and not a.no_check:   # an executed build: its pages, outputs included, pass the site check first
+        log('book: checking every page (tools/check_site.py)')
+        r = subprocess.run([sys.executable, str(ROOT/'tools'/'check_site.py'), '--site', str(site), '--jobs', '4'])
+        if r.returncode: raise SystemExit(f'build stopped: the site check failed ({out} left as it was)')
     old = out.with_name(out.name + '.old')
     if old.exists(): shutil.rmtree(old)
     if out.exists(): out.rename(old)
