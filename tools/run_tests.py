@@ -7,8 +7,8 @@ README.md is what nbs/index.ipynb gives; `from smalldiffusion import *` works in
 gives API.md's names without importing the optional extras; the site builds (rendered into a temporary
 folder, docs/ untouched) and its pages read right in headless Chromium (tools/check_site.py: links, anchors,
 raw TeX, KaTeX errors, search; the committed docs/, the one copy with outputs, passed the same check when
-`make book` built it). The first three run before any chapter (they rewrite files when
-they differ); the import and site checks run beside the chapters, in a lane of their own. Every chapter runs under nbdev's test runner, longest first,
+`make book` built it). The checks run before the chapters (beside them, on two cores, they
+slowed the chapters more than they saved). Then every chapter runs under nbdev's test runner, longest first,
 with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
 (default: one per CPU core; the chapters' small models run single-threaded, and each job gets one core's share of
 threads). Short chapters without flagged cells (under SMALL seconds in the last run, or in tools/test_times.json on a
@@ -161,20 +161,18 @@ def main():
     smoke = not a.flags and not a.no_smoke
     smoke_runs = {}   # chapter name -> (flagged cells, passed)
     t_start = time.time()
-    site_lane = None
     if a.only is None:
         global SITE
         SITE = Path(tempfile.mkdtemp(prefix='test-site-'))/'site'
         for name, fn in [('check: package == nbdev_export', chk_export), ('check: notebooks clean', chk_clean),
                          ('check: README from index.ipynb', chk_readme)]:
-            check(name, fn)   # before any chapter starts: these rewrite the package and the notebooks when they differ
-        def site_checks():   # beside the chapters, in a lane of their own: Chromium leaves much of a core idle
-            for name, fn in [('check: import in fresh interpreter', chk_import), ('check: site builds', chk_site),
-                             ('check: site pages (links, TeX, KaTeX, logs, search)', chk_site_pages)]:
-                check(name, fn)
-            shutil.rmtree(SITE.parent, ignore_errors=True)
-        site_lane = ThreadPoolExecutor(1)
-        site_done = site_lane.submit(site_checks)
+            check(name, fn)   # one after another: these rewrite the package and the notebooks when they differ
+        with ThreadPoolExecutor(1) as beside:   # the import check, beside the site's build
+            imported = beside.submit(check, 'check: import in fresh interpreter', chk_import)
+            check('check: site builds', chk_site)
+            imported.result()
+        check('check: site pages (links, TeX, KaTeX, logs, search)', chk_site_pages)
+        shutil.rmtree(SITE.parent, ignore_errors=True)
     t_nbs = time.time()
     todo = [nb for nb in chapters() if not a.only or nb.name in a.only]
     # scheduling hints: this checkout's last run, else the committed times of a whole run
@@ -196,7 +194,6 @@ def main():
     # the longest first, so that the last ones to finish are short
     tasks.sort(key=lambda t: -sum(prev.get(nb.name, 0) for nb in t))
     with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_task, tasks))
-    if site_lane: site_done.result(); site_lane.shutdown()
     times = {n: round(s, 1) for n, _, s, _ in results}
     (ROOT/'_build').mkdir(exist_ok=True)
     npass = sum(ok for _, ok, _, _ in results); nfail = len(results) - npass
