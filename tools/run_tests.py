@@ -8,18 +8,19 @@ gives API.md's names without importing the optional extras; the site builds (ren
 folder, docs/ untouched) and its pages read right in headless Chromium (tools/check_site.py: links, anchors,
 raw TeX, KaTeX errors, search; the committed docs/, the one copy with outputs, passed the same check when
 `make book` built it). The checks run before the chapters (beside them, on two cores, they
-slowed the chapters more than they saved). Then every chapter runs under nbdev's test runner, longest first,
-with a per-chapter timeout and an overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time
-(default: one per CPU core; the chapters' small models run single-threaded, and each job gets one core's share of
-threads). Short chapters without flagged cells (under SMALL seconds in the last run, or in tools/test_times.json on a
-fresh checkout) run in groups that share one interpreter (tools/test_worker.py), so torch is imported once per group. Chapters see SMALLDIFFUSION_TEST=1,
+slowed the chapters more than they saved). Then every chapter runs under nbdev's test runner (`test_nb`), longest
+first (by the last run's times, or tools/test_times.json on a fresh checkout), with a per-chapter timeout and an
+overall budget (nbdev 2 has no per-cell timeout), `--jobs` of them at a time (default: one per CPU core; the
+chapters' small models run single-threaded, and each job gets one core's share of threads). Each job keeps one
+interpreter (tools/test_worker.py) and hands it its chapters one after another, so torch is imported once per job and
+whichever job is free takes the next chapter. Chapters see SMALLDIFFUSION_TEST=1,
 with which the image chapters train shorter runs than the book build does. Chapters holding flagged cells
 (`#| gpu`, `#| slow`, `#| sd`) run once, with every flag switched on and SMALLDIFFUSION_SMOKE=1, with which those
 cells run the same code at tiny sizes on a CPU; the run ends with `flagged cells: N run in smoke mode, M failed`
 (a flagged cell of a chapter that failed counts as failed). `--flags` (a real run of flagged cells, e.g. on a GPU)
 or `--no-smoke` turn smoke mode off. Exit status is non-zero on any failure. Per-chapter wall times are written to
-_build/test_times.json."""
-import argparse, json, os, shutil, subprocess, sys, tempfile, time
+_build/test_times.json (a run with `--only` updates the chapters it ran)."""
+import argparse, contextlib, json, os, queue, shutil, signal, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
@@ -100,54 +101,51 @@ def flagged_cells(nb):
     cells = json.loads(Path(nb).read_text())['cells']
     return sum(1 for c in cells if c['cell_type'] == 'code' and cell_flags(''.join(c['source'])) & set(FLAGS))
 
-SMALL, GROUP = 70, 120   # chapters under SMALL s (last run) without flagged cells share an interpreter, ~GROUP s per group
+class Worker:
+    "One tools/test_worker.py interpreter for one job: started when first needed, handed chapters one at a time."
+    def __init__(self, env):
+        self.env, self.proc, self.lines = env, None, None
 
-def chapter_env(jobs, smoke=False):
-    "What every chapter's process sees: the test switch, smoke mode, and one core's share of threads per job."
-    return dict(SMALLDIFFUSION_TEST='1', OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // max(jobs, 1))),
-                **(dict(SMALLDIFFUSION_SMOKE='1') if smoke else {}))
+    def start(self):
+        self.err = tempfile.TemporaryFile(mode='w+')
+        self.proc = subprocess.Popen([sys.executable, str(ROOT/'tools'/'test_worker.py'), '-'], cwd=ROOT, env=run_env(self.env),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
+                                     start_new_session=True)   # its own process group: a timeout stops its children too
+        self.lines = queue.Queue()
+        threading.Thread(target=lambda out, q: [q.put(l) for l in out] + [q.put(None)],
+                         args=(self.proc.stdout, self.lines), daemon=True).start()
 
-def run_group(nbs, timeout, env):
-    "Chapters one after another in one interpreter (tools/test_worker.py): torch and the package are imported once."
-    cmd = [sys.executable, str(ROOT/'tools'/'test_worker.py')] + [str(nb) for nb in nbs]
-    try:
-        r = sh(cmd, timeout=timeout, env=env)
-        out, err, why = r.stdout, r.stderr, f'the shared interpreter exited with status {r.returncode}'
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or '')
-        err, why = '', f'timed out after {timeout} s (chapters sharing an interpreter: {", ".join(nb.name for nb in nbs)})'
-    done = set()
-    for line in out.splitlines():
-        try: res = json.loads(line)
-        except ValueError: continue
-        record(res['name'], res['ok'], res['seconds'], '\n' + res['detail'] if res['detail'] else '')
-        done.add(res['name'])
-    for nb in nbs:
-        if nb.name not in done: record(nb.name, False, 0, f'not finished: {why}\n' + err[-3000:])
+    def stop(self):
+        if self.proc is None: return
+        with contextlib.suppress(ProcessLookupError): os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(); self.proc = None
 
-def groups_of(nbs, prev):
-    "Short chapters packed, longest first, into groups of at most about GROUP seconds."
-    groups = []
-    for nb in sorted(nbs, key=lambda nb: -prev.get(nb.name, 0)):
-        g = next((g for g in groups if sum(prev.get(x.name, 0) for x in g) + prev.get(nb.name, 0) <= GROUP), None)
-        if g is None: groups.append([nb])
-        else: g.append(nb)
-    return groups
+    def close(self):
+        if self.proc is None: return
+        self.proc.stdin.close()
+        try: self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired: self.stop()
 
-def run_chapter(nb, flags, timeout, env):
-    t0 = time.time()
-    cmd = [str(BIN/'nbdev_test'), '--path', str(nb), '--n_workers', '0', '--do_print']
-    if flags: cmd += ['--flags', ' '.join(flags)]
-    smoke = env.get('SMALLDIFFUSION_SMOKE') == '1'
-    try:
-        r = sh(cmd, timeout=timeout, env=env)
-        ok = r.returncode == 0
-        detail = '' if ok else '\n' + (r.stdout[-3000:] + r.stderr[-6000:])
-    except subprocess.TimeoutExpired:
-        ok, detail = False, f'timed out after {timeout} s'
-    if smoke: detail = f'(smoke mode: {flagged_cells(nb)} flagged cells) ' + detail
-    record(nb.name, ok, time.time()-t0, detail)
-    return ok
+    def run(self, nb, flags, env, timeout):
+        "(ok, detail) of chapter `nb` with `flags` switched on and `env` added; the interpreter is replaced if it dies."
+        if self.proc is None or self.proc.poll() is not None: self.start()
+        self.err.seek(0); self.err.truncate()
+        self.proc.stdin.write(json.dumps(dict(path=str(nb), flags=flags, env=env)) + '\n'); self.proc.stdin.flush()
+        deadline = time.time() + timeout
+        while True:
+            try: line = self.lines.get(timeout=max(deadline - time.time(), 0.01))
+            except queue.Empty:
+                self.stop(); return False, f'timed out after {timeout} s'
+            if line is None:   # the interpreter exited mid-chapter (a crash, or the chapter ended the process)
+                rc = self.proc.wait(); self.err.seek(0); err = self.err.read()[-3000:]; self.proc = None
+                return False, f'the test interpreter exited with status {rc}\n{err}'
+            try: res = json.loads(line)
+            except ValueError: continue   # a line printed straight to the pipe, e.g. by a chapter's subprocess
+            if isinstance(res, dict) and res.get('name') == nb.name: return res['ok'], res['detail']
+
+def chapter_env(jobs):
+    "What every chapter's interpreter sees: the test switch and one core's share of threads per job."
+    return dict(SMALLDIFFUSION_TEST='1', OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // max(jobs, 1))))
 
 def main():
     p = argparse.ArgumentParser()
@@ -179,22 +177,27 @@ def main():
     last, committed = ROOT/'_build'/'test_times.json', ROOT/'tools'/'test_times.json'
     prev = json.loads((last if last.exists() else committed).read_text())['times'] if last.exists() or committed.exists() else {}
     flagged = {nb.name: flagged_cells(nb) for nb in todo}
-    alone = [nb for nb in todo if flagged[nb.name] or prev.get(nb.name, 0) >= SMALL]
-    tasks = [[nb] for nb in alone] + groups_of([nb for nb in todo if nb not in alone], prev)
-    def run_task(task):
+    workers, lane = [], threading.local()
+    def run_one(nb):
         left = a.budget - (time.time() - t_nbs)
-        if left <= 0:
-            for nb in task: record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up')
-            return
-        nb = task[0]
-        if len(task) > 1: run_group(task, min(a.timeout * len(task), int(left)), chapter_env(a.jobs))
-        elif smoke and flagged[nb.name]:
-            smoke_runs[nb.name] = (flagged[nb.name], run_chapter(nb, list(FLAGS), min(a.timeout, int(left)), chapter_env(a.jobs, smoke=True)))
-        else: run_chapter(nb, a.flags.split(), min(a.timeout, int(left)), chapter_env(a.jobs))
-    # the longest first, so that the last ones to finish are short
-    tasks.sort(key=lambda t: -sum(prev.get(nb.name, 0) for nb in t))
-    with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_task, tasks))
+        if left <= 0: return record(nb.name, False, 0, f'not run: the {a.budget} s budget for chapters is used up')
+        if not hasattr(lane, 'worker'): lane.worker = Worker(chapter_env(a.jobs)); workers.append(lane.worker)
+        in_smoke = smoke and flagged[nb.name] > 0
+        flags, env = (list(FLAGS), dict(SMALLDIFFUSION_SMOKE='1')) if in_smoke else (a.flags.split(), {})
+        t0 = time.time()
+        ok, detail = lane.worker.run(nb, flags, env, min(a.timeout, int(left)))
+        if in_smoke: smoke_runs[nb.name] = (flagged[nb.name], ok)
+        record(nb.name, ok, time.time() - t0, (f'(smoke mode: {flagged[nb.name]} flagged cells) ' if in_smoke else '')
+               + ('\n' + detail if detail else ''))
+    # the longest first (by the last run's times), so that the last ones to finish are short
+    todo.sort(key=lambda nb: -prev.get(nb.name, 0))
+    try:
+        with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_one, todo))
+    finally:
+        for w in workers: w.close()
     times = {n: round(s, 1) for n, _, s, _ in results}
+    if a.only is not None and last.exists():   # a partial run updates the times it measured and keeps the others
+        times = {**json.loads(last.read_text())['times'], **times}
     (ROOT/'_build').mkdir(exist_ok=True)
     npass = sum(ok for _, ok, _, _ in results); nfail = len(results) - npass
     (ROOT/'_build'/'test_times.json').write_text(json.dumps(dict(times=times, total=round(time.time()-t_start, 1),
