@@ -310,10 +310,11 @@ def run_workers(items, impl, timeout):
     "Measure each (workload, size) of `items` with implementation `impl`, all in one fresh process."
     return run_jobs([(wl, impl, size) for wl, size in items], impl == 'upstream', timeout)
 
-def run_jobs(jobs, upstream, timeout):
-    "Run each (workload, impl, size) of `jobs` in one fresh process that imports smalldiffusion 0.5.0 (`upstream`) or ours."
+def run_jobs(jobs, upstream, timeout, threads=None):
+    """Run each (workload, impl, size) of `jobs` in one fresh process that imports smalldiffusion 0.5.0 (`upstream`) or
+    ours, with `threads` torch threads (default: one per core)."""
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    env.update(HF_HUB_OFFLINE='1', TQDM_DISABLE='1', ACCELERATE_DISABLE_RICH='1', OMP_NUM_THREADS=str(os.cpu_count()))
+    env.update(HF_HUB_OFFLINE='1', TQDM_DISABLE='1', ACCELERATE_DISABLE_RICH='1', OMP_NUM_THREADS=str(threads or os.cpu_count()))
     if upstream:
         if not (UPSTREAM/'smalldiffusion').exists():
             raise SystemExit(f'smalldiffusion 0.5.0 is not installed in {UPSTREAM}: run `make setup`')
@@ -447,13 +448,14 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     results, items = [], [it for it in plan(a.tiny) if not a.only or it['workload'] in a.only]
     pre, ttq_names = {}, [n for n in TIME_TO_QUALITY if not a.only or n in a.only]
-    if a.tiny:   # two processes in all, one per package: a seconds-long check that every workload runs
+    if a.tiny:   # two processes in all, one per package, one thread each: a seconds-long check that every workload runs,
+                 # which does not compete for the cores with whatever runs beside it (the test command runs two chapters)
         jobs = [(it['workload'], impl, it['size'], (id(it), impl)) for it in items for impl in it['impls']]
         jobs += [(n, impl, ttq_size(n, True), (n, impl)) for n in ttq_names for impl in TTQ_NAMES]
         for up in (True, False):
             mine = [j for j in jobs if (j[1] == 'upstream') == up]
             if mine:
-                for j, r in zip(mine, run_jobs([j[:3] for j in mine], up, a.timeout)): pre[j[3]] = r
+                for j, r in zip(mine, run_jobs([j[:3] for j in mine], up, a.timeout, threads=1)): pre[j[3]] = r
     for item in items:
         runs = {impl: [] for impl in item['impls']}
         for rep in range(repeats):
