@@ -120,11 +120,6 @@ class Worker:
         with contextlib.suppress(ProcessLookupError): os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(); self.proc = None
 
-    def close(self):
-        if self.proc is None: return
-        self.proc.stdin.close()
-        try: self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired: self.stop()
 
     def run(self, nb, flags, env, timeout):
         "(ok, detail) of chapter `nb` with `flags` switched on and `env` added; the interpreter is replaced if it dies."
@@ -193,8 +188,8 @@ def main():
     todo.sort(key=lambda nb: -prev.get(nb.name, 0))
     try:
         with ThreadPoolExecutor(max(a.jobs, 1)) as pool: list(pool.map(run_one, todo))
-    finally:
-        for w in workers: w.close()
+    finally:   # every chapter has reported: the interpreters (and anything they started) are stopped, not waited for
+        for w in workers: w.stop()
     times = {n: round(s, 1) for n, _, s, _ in results}
     if a.only is not None and last.exists():   # a partial run updates the times it measured and keeps the others
         times = {**json.loads(last.read_text())['times'], **times}
