@@ -120,7 +120,6 @@ class Worker:
         with contextlib.suppress(ProcessLookupError): os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(); self.proc = None
 
-
     def run(self, nb, flags, env, timeout):
         "(ok, detail) of chapter `nb` with `flags` switched on and `env` added; the interpreter is replaced if it dies."
         if self.proc is None or self.proc.poll() is not None: self.start()
