@@ -279,6 +279,7 @@ class Preset:
     conditional: bool = False      # train on `(image, label)` and sample one class per grid column
     cfg_scale: float = 0.          # classifier-free guidance scale used for the grid
     n_samples: int = 64            # images in the sample grid
+    mu: float = 0.                 # stochasticity μ of the sampler in [0, 1) (0 is deterministic)
 
     def in_memory(self) -> bool:
         "Whether the training images are held in one tensor (digits, and FashionMNIST resized or painted)."
@@ -322,6 +323,7 @@ def make_parser(recipe: Recipe) -> argparse.ArgumentParser:
     p.add_argument('--lr', type=float, help='AdamW learning rate')
     p.add_argument('--sample-steps', type=int, help='sampling steps for the grid')
     p.add_argument('--gam', type=float, help='γ of the sampler (1 = DDIM)')
+    p.add_argument('--mu', type=float, help='stochasticity μ of the sampler, in [0, 1) (0 = deterministic)')
     if any(pr.conditional for pr in recipe.presets.values()):
         p.add_argument('--cfg-scale', type=float, help='classifier-free guidance scale of the grid')
     p.add_argument('--n-samples', type=int, help='images in the sample grid')
@@ -352,7 +354,7 @@ def parse_args(recipe: Recipe, argv=None) -> argparse.Namespace:
     "Parse and check the command line of `recipe`; returns the arguments with every preset field filled in."
     args = make_parser(recipe).parse_args(argv)
     p = recipe.presets[args.preset]
-    for k in ('epochs', 'batch_size', 'epoch_size', 'lr', 'sample_steps', 'gam', 'cfg_scale', 'n_samples'):
+    for k in ('epochs', 'batch_size', 'epoch_size', 'lr', 'sample_steps', 'gam', 'mu', 'cfg_scale', 'n_samples'):
         if getattr(args, k, None) is None: setattr(args, k, getattr(p, k))
     args.smoke = smoke_mode() and args.preset == 'full'
     if args.smoke:
@@ -364,6 +366,7 @@ def parse_args(recipe: Recipe, argv=None) -> argparse.Namespace:
               (args.lr > 0, '--lr', 'a number > 0', args.lr),
               (1 <= args.sample_steps <= n_levels, '--sample-steps', f'an integer in [1, {n_levels}]', args.sample_steps),
               (args.gam > 0, '--gam', 'a number > 0', args.gam),
+              (0 <= args.mu < 1, '--mu', 'a number in [0, 1)', args.mu),
               (args.cfg_scale >= 0, '--cfg-scale', 'a number >= 0', args.cfg_scale),
               (args.n_samples >= 1, '--n-samples', 'an integer >= 1', args.n_samples),
               (args.seed >= 0, '--seed', 'an integer >= 0', args.seed)]
@@ -459,6 +462,7 @@ def draw_samples(model: nn.Module,             # a `ModelMixin` model
                  steps: int,                   # sampling steps
                  gam: float=1.,                # γ (1 is DDIM)
                  n: int=64,                    # number of images
+                 mu: float=0.,                 # stochasticity μ in [0, 1) (0 is deterministic)
                  ema: Optional[ExponentialMovingAverage]=None, # if given, sample with its averaged weights
                  cond: Optional[torch.Tensor]=None, # one label per image, or None
                  cfg_scale: float=0.,          # classifier-free guidance scale
@@ -475,7 +479,7 @@ def draw_samples(model: nn.Module,             # a `ModelMixin` model
             b = min(batch, n - i)
             xt = model.rand_input(b).to(device) * sigmas[0].to(device)
             c = None if cond is None else cond[i:i + b].to(device)
-            *_, x0 = samples(model, sigmas.to(device), gam=gam, xt=xt, cond=c, cfg_scale=cfg_scale)
+            *_, x0 = samples(model, sigmas.to(device), gam=gam, mu=mu, xt=xt, cond=c, cfg_scale=cfg_scale)
             out.append(x0.cpu())
     return torch.cat(out)
 
@@ -610,7 +614,7 @@ def prepare_training(recipe: Recipe, p: Preset, args, acc: Accelerator, model: n
 def write_outputs(recipe: Recipe, p: Preset, args, net: nn.Module, ema, device) -> torch.Tensor:
     "Sample the grid with the EMA weights into `samples.png` and write the `model/` folder; returns the samples."
     cond = torch.arange(args.n_samples) % 10 if p.conditional else None
-    x0 = draw_samples(net, p.sample_schedule or p.schedule, args.sample_steps, args.gam, args.n_samples, ema=ema,
+    x0 = draw_samples(net, p.sample_schedule or p.schedule, args.sample_steps, args.gam, args.n_samples, args.mu, ema=ema,
                       cond=cond, cfg_scale=args.cfg_scale, seed=args.seed, device=device)
     nrow = 10 if p.conditional else int(math.ceil(math.sqrt(args.n_samples)))
     atomic_write(args.out/'samples.png', lambda tmp: save_image(img_normalize(x0), tmp, nrow=nrow, format='png'))
@@ -712,7 +716,7 @@ def run_recipe(recipe: Recipe, argv=None) -> SimpleNamespace:
     if acc.is_main_process:
         x0 = write_outputs(recipe, p, args, net, ema, acc.device)
         wrote = f'{args.out/"checkpoint.pt"} (epoch {args.epochs}), ' if args.epochs > start else ''
-        say(f'wrote {wrote}{args.out/"model"}/ (EMA weights) and {args.out/"samples.png"} ({args.n_samples} samples, {args.sample_steps} steps, γ={args.gam}' + (f', cfg scale {args.cfg_scale}' if p.conditional else '') + ')')
+        say(f'wrote {wrote}{args.out/"model"}/ (EMA weights) and {args.out/"samples.png"} ({args.n_samples} samples, {args.sample_steps} steps, γ={args.gam}' + (f', μ={args.mu}' if args.mu else '') + (f', cfg scale {args.cfg_scale}' if p.conditional else '') + ')')
     acc.wait_for_everyone()
     return SimpleNamespace(model=net, ema=ema, samples=x0, losses=losses, epoch_seconds=seconds, args=args, preset=p, accelerator=acc)
 
@@ -762,19 +766,21 @@ def train_classifier(x: torch.Tensor,   # images `(n, C, H, W)` in [-1, 1]
                            y: torch.Tensor,   # labels `(n,)`
                            epochs: int=10,    # passes over the training part
                            held_out: float=0.2, # fraction kept aside to measure accuracy
+                           lr: float=5e-3,    # peak of Adam's one-cycle learning rate
                            seed: int=0) -> tuple: # `(classifier in eval mode, accuracy on the held-out part)`
-    "Train an `ImageClassifier` on a seeded `1-held_out` share of `(x, y)`; report its accuracy on the rest."
+    "Train an `ImageClassifier` on a seeded `1-held_out` share of `(x, y)` (batches of 64); report its accuracy on the rest."
     torch.manual_seed(seed)
     perm = torch.randperm(len(x))
     n_test = int(len(x) * held_out)
     test, train = perm[:n_test], perm[n_test:]
     clf = ImageClassifier(x.shape[1], x.shape[-1])
-    opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * math.ceil(len(train) / 64))
     for _ in range(epochs):
         for idx in train[torch.randperm(len(train))].split(64):
             opt.zero_grad()
             F.cross_entropy(clf(x[idx]), y[idx]).backward()
-            opt.step()
+            opt.step(); sched.step()
     clf.eval()
     with torch.no_grad(): acc = torch.cat([clf(b).argmax(1) for b in x[test].split(1000)]).eq(y[test]).float().mean().item()
     return clf, acc
@@ -803,12 +809,15 @@ def quality_table(model: nn.Module,           # the trained model
                   gams=(1., 2.),               # values of γ
                   ema: Optional[ExponentialMovingAverage]=None, # sample with its averaged weights
                   conditional: bool=False,     # ask for labels `i % 10` and report the accuracy
+                  mus=None,                    # stochasticity μ of each sampler, one per γ; None: all 0
                   cfg_scale: float=0.,         # guidance scale for conditional sampling
                   train: Optional[torch.Tensor]=None, # training images: adds the Gaussian control
                   untrained: Optional[nn.Module]=None, # the model before training: adds its samples as a control
                   seed: int=0) -> list:        # rows: dicts with `sampler`, `steps`, `fd`, `control` (and `accuracy`)
-    "Fréchet distance (and, if `conditional`, label accuracy) of samples for each γ and number of steps, with controls."
+    "Fréchet distance (and, if `conditional`, label accuracy) of samples for each sampler (γ, μ) and number of steps, with controls."
     if len(real) < 2 * n: raise ValueError(f'`real` must hold at least 2n = {2 * n} images, got {len(real)}')
+    mus = (0.,) * len(gams) if mus is None else tuple(mus)
+    if len(mus) != len(gams): raise ValueError(f'`mus` must hold one μ per γ ({len(gams)}), got {len(mus)}')
     perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
     ref = feature_stats(clf, real[perm[:n]])
     cond = torch.arange(n) % 10 if conditional else None
@@ -819,14 +828,14 @@ def quality_table(model: nn.Module,           # the trained model
         return r
     rows = [row('real images (floor)', real[perm[n:2 * n]], control=True, labelled=False)]
     if train is not None: rows.append(row('Gaussian fitted to the training pixels', gaussian_images(train, n, seed), control=True, labelled=False))
-    name = lambda gam: 'DDIM (γ=1)' if gam == 1 else f'γ={gam:g}'
+    name = lambda gam, mu: ('DDIM (γ=1)' if gam == 1 else f'γ={gam:g}') + (f', μ={mu:g}' if mu else '')
     if untrained is not None:
-        x = draw_samples(untrained, schedule, max(steps), gams[-1], n, cond=cond, cfg_scale=cfg_scale, seed=seed).clamp(-1, 1)
-        rows.append(row(f'untrained model, {name(gams[-1])}', x, max(steps), control=True))
-    for gam in gams:
+        x = draw_samples(untrained, schedule, max(steps), gams[-1], n, mus[-1], cond=cond, cfg_scale=cfg_scale, seed=seed).clamp(-1, 1)
+        rows.append(row(f'untrained model, {name(gams[-1], mus[-1])}', x, max(steps), control=True))
+    for gam, mu in zip(gams, mus):
         for k in steps:
-            x = draw_samples(model, schedule, k, gam, n, ema=ema, cond=cond, cfg_scale=cfg_scale, seed=seed).clamp(-1, 1)
-            rows.append(row(name(gam), x, k))
+            x = draw_samples(model, schedule, k, gam, n, mu, ema=ema, cond=cond, cfg_scale=cfg_scale, seed=seed).clamp(-1, 1)
+            rows.append(row(name(gam, mu), x, k))
     return rows
 
 def control_fd(rows: list, name: str) -> float:
@@ -862,9 +871,10 @@ def evaluate_run(run: SimpleNamespace,   # what `run_recipe` returned
                  root='datasets',        # where the data are
                  n: int=500,             # images per sample set
                  steps=(5, 10, 20),      # numbers of sampling steps
-                 gams=(1., 2.),          # values of γ
+                 gams=None,              # values of γ; None: 1 (DDIM), 2 and the run's own sampler
+                 mus=None,               # μ of each γ; None: 0 (with `gams=None`, the run's μ for its sampler)
                  cfg_scale: Optional[float]=None, # guidance scale (conditional presets); default the run's
-                 classifier_epochs: int=2, # passes of the feature classifier over the training images
+                 classifier_epochs: int=4, # passes of the feature classifier over the training images
                  seed: int=0) -> SimpleNamespace: # `rows` (see `quality_table`), `clf`, `clf_accuracy`
     "The quality table of a finished run against its controls, in the features of a classifier of the same data."
     p, args = run.preset, run.args
@@ -873,7 +883,10 @@ def evaluate_run(run: SimpleNamespace,   # what `run_recipe` returned
     clf, acc = train_classifier(x, y, epochs=classifier_epochs, held_out=0.1, seed=seed)
     torch.manual_seed(args.seed)
     untrained = p.model().to(next(run.model.parameters()).device)
-    rows = quality_table(run.model, p.sample_schedule or p.schedule, clf, real, n, steps, gams, ema=run.ema,
+    if gams is None:
+        samplers = list(dict.fromkeys([(1., 0.), (2., 0.), (float(args.gam), float(args.mu))]))   # in order, no repeats
+        gams, mus = [g for g, _ in samplers], [m for _, m in samplers]
+    rows = quality_table(run.model, p.sample_schedule or p.schedule, clf, real, n, steps, gams, ema=run.ema, mus=mus,
                          conditional=p.conditional, cfg_scale=args.cfg_scale if cfg_scale is None else cfg_scale,
                          train=x, untrained=untrained, seed=seed)
     return SimpleNamespace(rows=rows, clf=clf, clf_accuracy=acc)

@@ -36,8 +36,8 @@ RECIPE = Recipe('fashion_mnist_dit', about='Unconditional DiT on FashionMNIST: f
         quick=Preset(data='fashion_mnist', image_size=14, schedule=lognormal_schedule(),
                      sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
                      model=lambda: Scaled(PredV(DiT))(in_dim=14, channels=1, patch_size=2, depth=4, head_dim=32, num_heads=4, mlp_ratio=4.0),
-                     epochs=12, epoch_size=2400, batch_size=8, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,
-                     sample_steps=20, gam=1.6)))
+                     epochs=30, epoch_size=3200, batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,
+                     sample_steps=20, gam=3.)))
 
 def main(argv=None): # command-line arguments; None reads `sys.argv`
     "Train and sample the FashionMNIST DiT; see `--help`."

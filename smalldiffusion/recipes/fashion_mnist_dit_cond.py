@@ -25,8 +25,8 @@ RECIPE = Recipe('fashion_mnist_dit_cond', about='Class-conditional DiT on Fashio
                     sample_steps=20, gam=1.6, n_samples=40, cfg_scale=0.),
         quick=Preset(data='fashion_mnist', image_size=14, conditional=True,
                      schedule=lognormal_schedule(), sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
-                     model=lambda: _dit(14, depth=4, num_heads=4, cls=Scaled(PredV(DiT))), epochs=12, epoch_size=3200,
-                     batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995, sample_steps=20, gam=1.6,
+                     model=lambda: _dit(14, depth=4, num_heads=4, cls=Scaled(PredV(DiT))), epochs=30, epoch_size=3200,
+                     batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995, sample_steps=20, gam=3.,
                      n_samples=100, cfg_scale=1.0)))
 
 def main(argv=None): # command-line arguments; None reads `sys.argv`
