@@ -824,7 +824,7 @@ def quality_table(model: nn.Module,           # the trained model
     def row(name, x, steps=None, control=False, labelled=conditional):
         r = dict(sampler=name, steps=steps, fd=frechet_distance(*feature_stats(clf, x), *ref), control=control)
         if labelled:
-            with torch.no_grad(): r['accuracy'] = torch.cat([clf(b).argmax(1) for b in x.split(500)]).eq(cond).float().mean().item()
+            with torch.no_grad(): r['accuracy'] = torch.cat([clf(b).argmax(1) for b in x.split(500)]).eq(cond).double().mean().item()   # 450/500 is 0.9 exactly
         return r
     rows = [row('real images (floor)', real[perm[n:2 * n]], control=True, labelled=False)]
     if train is not None: rows.append(row('Gaussian fitted to the training pixels', gaussian_images(train, n, seed), control=True, labelled=False))
