@@ -22,7 +22,7 @@ RECIPE = Recipe('cifar_unet', about='Scaled(Unet) on CIFAR-10 (full) or painted 
         quick=Preset(data='fashion_mnist', image_size=14, channels=3, schedule=lognormal_schedule(),
                      sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=1000),
                      model=lambda: Scaled(PredV(Unet))(14, 3, 3, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(7,)),
-                     epochs=30, epoch_size=3200, batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,
+                     epochs=24, epoch_size=3200, batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,
                      sample_steps=10, gam=2.1)))
 
 def main(argv=None): # command-line arguments; None reads `sys.argv`

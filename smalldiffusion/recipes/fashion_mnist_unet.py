@@ -21,7 +21,7 @@ RECIPE = Recipe('fashion_mnist_unet', about='Scaled(Unet) on FashionMNIST: full 
         quick=Preset(data='fashion_mnist', image_size=14, schedule=lognormal_schedule(),
                      sample_schedule=ScheduleLogLinear(sigma_min=0.01, sigma_max=10, N=800),
                      model=lambda: Scaled(PredV(Unet))(14, 1, 1, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(7,)),
-                     epochs=30, epoch_size=3200, batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,
+                     epochs=24, epoch_size=3200, batch_size=32, lr=2e-3, lr_schedule='onecycle', ema_decay=0.995,
                      sample_steps=20, gam=3., mu=0.15)))
 
 def main(argv=None): # command-line arguments; None reads `sys.argv`
